@@ -52,6 +52,18 @@ class Options:
         path = self._lines.path if self._lines else None
         return ConfigError(dotted, reason, line, path)
 
+    def keys(self) -> list[str]:
+        return list(self._table)
+
+    def child(self, table: Mapping[str, Any], prefix: str) -> Options:
+        """Options over another table (e.g. an array-of-tables entry), same file and lines."""
+        return Options(table, prefix, self._lines)
+
+    def without(self, keys: tuple[str, ...]) -> Options:
+        """The same table minus ``keys`` (read by someone else), e.g. a detector's own options."""
+        rest = {k: v for k, v in self._table.items() if k not in keys}
+        return Options(rest, self._prefix, self._lines)
+
     def has(self, key: str) -> bool:
         return key in self._table
 

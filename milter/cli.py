@@ -1,0 +1,133 @@
+"""The ``mailwarden`` command line: ``run``, ``check``, ``score``, ``replay`` and friends.
+
+This is the front door for operators and tests. ``run`` hands over to :mod:`mailwarden.runtime`;
+``check`` loads the config and every model and says what is enabled; ``score`` and ``replay``
+push files through the same engine the milter uses (see :mod:`mailwarden.offline`). Exit status:
+0 success, 1 runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from mailwarden import offline
+from mailwarden.config import DEFAULT_PATH, validate_socket
+from mailwarden.engine import Engine
+from mailwarden.metrics import Metrics
+from mailwarden.options import ConfigError
+from mailwarden.runtime import apply_overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        status: int = args.func(args)
+    except ConfigError as exc:
+        print(f"mailwarden: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `mailwarden score ... | head`
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        print(f"mailwarden: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailwarden", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the milter daemon")
+    _config_arg(run)
+    run.add_argument("--socket", type=_socket_spec, help="unix:/path or inet:PORT@HOST")
+    run.add_argument("--mode", choices=("observe", "enforce"))
+    run.add_argument("--metrics-port", type=int)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate the config and load every model")
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    for name, func, text in (
+        ("score", cmd_score, "score messages without an MTA (stateless)"),
+        ("replay", cmd_replay, "replay messages in Date order through the full pipeline"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _config_arg(p)
+        p.add_argument("--json", action="store_true", help="one JSON object per message")
+        p.add_argument("--direction", choices=("outbound", "inbound"), default="outbound")
+        p.add_argument("paths", nargs="+", metavar="PATH")
+        p.set_defaults(func=func)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help=f"TOML config file (default: {DEFAULT_PATH} if present, else built-in)"
+    )
+
+
+def _socket_spec(value: str) -> str:
+    try:
+        return validate_socket(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    if args.config:
+        return str(args.config)
+    return str(DEFAULT_PATH) if DEFAULT_PATH.exists() else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailwarden.runtime import run
+
+    overrides = {"socket": args.socket, "mode": args.mode, "metrics_port": args.metrics_port}
+    return run(config_path(args), overrides)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mailwarden.config import load_config
+
+    path = config_path(args)
+    config = apply_overrides(load_config(path), {})
+    engine = Engine(config, Metrics())
+    try:
+        print(f"config: {path or '<built-in defaults>'}")
+        print(f"mode: {config.milter.mode}  socket: {config.milter.socket}  "
+              f"on_error: {config.milter.on_error.value}")
+        for d in engine.detectors:
+            info = " ".join(f"{k}={v}" for k, v in sorted(d.detector.describe().items()))
+            print(f"detector {d.name}: enabled weight={d.weight:g} {info}".rstrip())
+        for dd in engine.disabled:
+            print(f"detector {dd.name}: {'UNAVAILABLE' if dd.configured else 'disabled'} "
+                  f"({dd.reason})")
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    return offline.run_offline(config_path(args), args.paths, args.direction, args.json,
+                               replay=False, out=sys.stdout)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    return offline.run_offline(config_path(args), args.paths, args.direction, args.json,
+                               replay=True, out=sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,174 @@
+"""The scoring engine: message snapshot in, decision out, with no knowledge of the MTA.
+
+An :class:`Engine` is built once from a :class:`~mailwarden.config.Config` (detectors loaded,
+models read, unavailable detectors disabled and reported, or start-up refused when ``required``)
+and is then immutable: a reload builds a new engine and swaps it in. :meth:`Engine.scan` runs the
+enabled detectors in order within the per-message time budget, hands their results to the policy
+and records metrics; :meth:`Engine.scan_within_budget` additionally cuts off a stalled scan from a
+worker pool, so a hung detector can never hold a message past the budget.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import ipaddress
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from mailwarden.config import Config, DetectorConfig
+from mailwarden.detectors.base import Detector, DetectorContext, DetectorUnavailable, registrations
+from mailwarden.message import Message
+from mailwarden.metrics import Metrics
+from mailwarden.options import ConfigError
+from mailwarden.policy import decide, failure_decision
+from mailwarden.verdict import Decision, DetectorResult, Direction
+
+log = logging.getLogger("mailwarden.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDetector:
+    name: str
+    weight: float
+    detector: Detector
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledDetector:
+    name: str
+    reason: str
+    configured: bool  # True when the config enabled it but it could not load
+
+
+class Engine:
+    def __init__(self, config: Config, metrics: Metrics, run_mode: str = "milter"):
+        self.config = config
+        self.metrics = metrics
+        self.detectors, self.disabled = _load_detectors(config, run_mode)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.milter.workers, thread_name_prefix="scan"
+        )
+        self._report_detectors()
+
+    def _report_detectors(self) -> None:
+        for d in self.detectors:
+            self.metrics.detector_enabled.labels(d.name, "enabled").set(1)
+            info = d.detector.describe()
+            self.metrics.model_info.labels(
+                d.name, info.get("model", "none"), info.get("version", ""), info.get("trained", "")
+            ).set(1)
+        for off in self.disabled:
+            state = "unavailable" if off.configured else "disabled"
+            self.metrics.detector_enabled.labels(off.name, state).set(0)
+            if off.configured:
+                log.warning("detector %s disabled: %s", off.name, off.reason)
+
+    def direction(self, auth_user: str | None, client_addr: str | None) -> Direction:
+        """Outbound when authenticated, from an internal network, or submitted locally."""
+        if auth_user:
+            return Direction.OUTBOUND
+        if not client_addr:
+            return Direction.OUTBOUND  # local submission (sendmail(1), non_smtpd_milters)
+        try:
+            addr = ipaddress.ip_address(client_addr.strip("[]").removeprefix("IPv6:"))
+        except ValueError:
+            return Direction.INBOUND
+        nets = self.config.milter.internal_networks
+        return Direction.OUTBOUND if any(addr in n for n in nets) else Direction.INBOUND
+
+    def scan(self, message: Message, deadline: float | None = None) -> Decision:
+        """Score one message; never raises for a detector's failure."""
+        started = time.monotonic()
+        if deadline is None:
+            deadline = started + self.config.milter.timeout_seconds
+        results = [self._run_one(d, message, deadline) for d in self.detectors]
+        ref = new_ref()
+        decision = decide(
+            self.config.policy, self.config.milter.mode, message.envelope.direction, results, ref,
+            seconds=time.monotonic() - started,
+        )
+        if message.truncated:
+            self.metrics.truncated.inc()
+        self.metrics.record(decision, message.envelope.direction, message.size)
+        return decision
+
+    def _run_one(self, loaded: LoadedDetector, message: Message, deadline: float) -> DetectorResult:
+        name = loaded.name
+        if time.monotonic() >= deadline:
+            self.metrics.detector_errors.labels(name).inc()
+            return DetectorResult(name, error="skipped: time budget exhausted")
+        started = time.monotonic()
+        try:
+            result = loaded.detector.analyse(message)
+        except Exception as exc:
+            log.exception("qid=%s detector %s failed", message.envelope.queue_id, name)
+            result = DetectorResult(name, error=f"{type(exc).__name__}")
+        elapsed = time.monotonic() - started
+        self.metrics.detector_seconds.labels(name).observe(elapsed)
+        if result.error:
+            self.metrics.detector_errors.labels(name).inc()
+        findings = tuple(dataclasses.replace(f, score=f.score * loaded.weight)
+                         for f in result.findings)
+        return dataclasses.replace(result, findings=findings, seconds=elapsed)
+
+    def scan_within_budget(self, message: Message) -> Decision:
+        """:meth:`scan` on a worker thread, cut off after ``timeout_seconds`` (fail by policy)."""
+        budget = self.config.milter.timeout_seconds
+        deadline = time.monotonic() + budget
+        try:
+            future = self._pool.submit(self.scan, message, deadline)
+            return future.result(timeout=budget)
+        except concurrent.futures.TimeoutError:
+            self.metrics.scan_timeouts.inc()
+            error = f"time budget of {budget:g}s exceeded"
+        except Exception as exc:
+            log.exception("qid=%s scan failed", message.envelope.queue_id)
+            error = f"scan error: {type(exc).__name__}"
+        decision = failure_decision(self.config.milter.on_error, self.config.milter.mode,
+                                    new_ref(), error)
+        self.metrics.record(decision, message.envelope.direction, message.size)
+        return decision
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for d in self.detectors:
+            try:
+                d.detector.close()
+            except Exception:
+                log.exception("closing detector %s failed", d.name)
+
+
+def new_ref() -> str:
+    """A reference ID that can be quoted to the sender without disclosing anything."""
+    return "MW-" + uuid.uuid4().hex[:12].upper()
+
+
+def _load_detectors(
+    config: Config, run_mode: str
+) -> tuple[tuple[LoadedDetector, ...], tuple[DisabledDetector, ...]]:
+    known = registrations()
+    context = DetectorContext(
+        model_dir=config.model_dir, state_dir=config.state_dir, run_mode=run_mode,
+        timezone=config.timezone,
+    )
+    loaded, disabled = [], []
+    for dc in config.detectors:
+        if not dc.enabled:
+            disabled.append(DisabledDetector(dc.name, "not enabled in config", configured=False))
+            continue
+        try:
+            detector = known[dc.name].factory(dc.options, context)
+        except DetectorUnavailable as exc:
+            _refuse_if_required(dc, str(exc))
+            disabled.append(DisabledDetector(dc.name, str(exc), configured=True))
+            continue
+        loaded.append(LoadedDetector(dc.name, dc.weight, detector))
+    return tuple(loaded), tuple(disabled)
+
+
+def _refuse_if_required(dc: DetectorConfig, reason: str) -> None:
+    if dc.required:
+        raise ConfigError(f"detectors.{dc.name}", f"required detector unavailable: {reason}")

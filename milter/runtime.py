@@ -1,0 +1,150 @@
+"""The daemon: owns the one current engine, swaps it on SIGHUP and drains on SIGTERM.
+
+``mailwarden run`` builds a :class:`Runtime` from the config, starts the metrics endpoint, and
+runs libmilter's loop on a background thread while the main thread waits for signals (libmilter
+blocks SIGHUP/SIGTERM in its own threads; the kernel hands a process signal to the main thread,
+which does not block them). A reload builds a complete new engine first and swaps it in only if it
+loads; a failed reload keeps the old engine and is logged and counted. Connections in flight keep
+the engine they started with; the old engine is closed once its grace period has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from mailwarden import adapter
+from mailwarden.config import Config, load_config
+from mailwarden.engine import Engine
+from mailwarden.metrics import Metrics
+from mailwarden.options import ConfigError
+
+log = logging.getLogger("mailwarden.runtime")
+
+
+class Runtime:
+    """Holds the current engine; the only mutable process-wide state."""
+
+    def __init__(self, config_path: str | None, overrides: dict[str, object], metrics: Metrics):
+        self._config_path = config_path
+        self._overrides = overrides
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._sessions = 0
+        self._engine = Engine(self.load(), metrics)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def load(self) -> Config:
+        config = load_config(self._config_path)
+        return apply_overrides(config, self._overrides)
+
+    def reload(self) -> bool:
+        try:
+            new = Engine(self.load(), self.metrics)
+        except (ConfigError, OSError) as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            self.metrics.reloads.labels("failure").inc()
+            return False
+        with self._lock:
+            old, self._engine = self._engine, new
+        grace = old.config.milter.timeout_seconds * 2 + 1
+        threading.Timer(grace, old.close).start()
+        self.metrics.reloads.labels("success").inc()
+        log.info("configuration and models reloaded (%d detectors)", len(new.detectors))
+        return True
+
+    def session_started(self) -> None:
+        with self._lock:
+            self._sessions += 1
+
+    def session_ended(self) -> None:
+        with self._lock:
+            self._sessions -= 1
+
+    @property
+    def sessions(self) -> int:
+        with self._lock:
+            return self._sessions
+
+
+def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
+    """Command-line flags (``--socket``, ``--mode``, ``--metrics-port``) win over the file."""
+    milter = config.milter
+    if overrides.get("socket"):
+        milter = replace(milter, socket=str(overrides["socket"]))
+    if overrides.get("mode"):
+        milter = replace(milter, mode=str(overrides["mode"]))
+    metrics = config.metrics
+    if overrides.get("metrics_port") is not None:
+        metrics = replace(metrics, port=int(str(overrides["metrics_port"])))
+    return replace(config, milter=milter, metrics=metrics)
+
+
+def run(config_path: str | None, overrides: dict[str, object], umask: int = 0o007) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    runtime = Runtime(config_path, overrides, Metrics())
+    config = runtime.engine.config
+    if config.metrics.enabled:
+        runtime.metrics.serve(config.metrics.address, config.metrics.port)
+    _prepare_socket(config.milter.socket)
+    os.umask(umask)
+    stopping = threading.Event()
+    done = threading.Event()
+    thread = threading.Thread(target=_serve, args=(runtime, done), name="libmilter", daemon=True)
+    _install_signals(runtime, stopping)
+    thread.start()
+    log.info("listening on %s, mode=%s, detectors=%s", config.milter.socket, config.milter.mode,
+             ",".join(d.name for d in runtime.engine.detectors) or "none")
+    while not stopping.is_set() and not done.is_set():
+        stopping.wait(0.5)
+    return _drain(runtime, thread, done)
+
+
+def _serve(runtime: Runtime, done: threading.Event) -> None:
+    config = runtime.engine.config
+    try:
+        adapter.serve(runtime, config.milter.name, config.milter.socket, config.milter.on_error)
+    except Exception:
+        log.exception("milter loop failed")
+    finally:
+        done.set()
+
+
+def _install_signals(runtime: Runtime, stopping: threading.Event) -> None:
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=runtime.reload, name="reload", daemon=True).start()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+
+def _drain(runtime: Runtime, thread: threading.Thread, done: threading.Event) -> int:
+    failed = done.is_set()  # the loop ended by itself: it could not start or crashed
+    if not failed:
+        log.info("stopping: no new connections, draining %d session(s)", runtime.sessions)
+        adapter.stop()
+    deadline = time.monotonic() + runtime.engine.config.milter.timeout_seconds + 5
+    while runtime.sessions > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    thread.join(timeout=2)
+    runtime.engine.close()
+    return 1 if failed else 0
+
+
+def _prepare_socket(spec: str) -> None:
+    if spec.startswith(("unix:", "local:")):
+        path = Path(spec.split(":", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
