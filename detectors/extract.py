@@ -1,0 +1,307 @@
+"""MIME text extraction shared by every detector that reads content.
+
+It sits between the message snapshot (:class:`mailwarden.message.Message`) and the content
+detectors (``leak``, the content classifier): :func:`extract` walks the MIME tree once per message
+(memoised with ``message.memo("extract", ...)``), decodes transfer encodings and charsets (declared,
+missing or wrong), turns HTML into text and hands attachments to :mod:`.documents` (text, CSV,
+PDF, DOCX, XLSX, ZIP), all under the hard limits of :class:`ExtractLimits` because outbound mail
+can be hostile too. Whatever cannot be read becomes an ``unscannable`` entry with a reason: never
+an exception and never a silent pass.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email.message
+import html.parser
+import re
+import time
+from dataclasses import dataclass, field
+
+from mailwarden.message import Message, decode_header_text
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Text of one part, at ``body``, ``html``, ``attachment:NAME`` or ``attachment:a.zip/b``."""
+
+    location: str
+    text: str
+    kind: str  # "body" | "html" | "attachment"
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    parts: tuple[TextPart, ...]
+    unscannable: tuple[tuple[str, str], ...]  # (location, reason)
+
+    def text(self, kinds: tuple[str, ...] | None = None) -> str:
+        """The text of the parts of the given kinds (all when None), joined by newlines."""
+        return "\n".join(p.text for p in self.parts if kinds is None or p.kind in kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractLimits:
+    """Hard limits for one message; reaching one makes an ``unscannable`` entry."""
+
+    max_depth: int = 8  # MIME multipart / embedded message / archive nesting
+    max_parts: int = 300  # MIME entities plus archive members
+    max_part_bytes: int = 10 * MiB  # decoded (or uncompressed) bytes of one part or member
+    max_total_bytes: int = 40 * MiB  # decoded plus uncompressed bytes of the whole message
+    max_archive_members: int = 200  # members of one archive
+    max_ratio: float = 200.0  # uncompressed / compressed size of one member (zip bombs)
+    ratio_floor_bytes: int = 1 * MiB  # the ratio is only checked above this uncompressed size
+    max_archive_bytes: int = 40 * MiB  # declared uncompressed size of one archive's members
+    max_text_chars: int = 4_000_000  # text kept for the detectors, whole message
+    max_seconds: float = 10.0  # wall time for one extraction (checked between parts and pages)
+
+
+DEFAULT_LIMITS = ExtractLimits()
+
+
+@dataclass
+class Collector:
+    """Accumulates parts and enforces the limits for one extraction (never shared)."""
+
+    limits: ExtractLimits
+    parts: list[TextPart] = field(default_factory=list)
+    unscannable: list[tuple[str, str]] = field(default_factory=list)
+    count: int = 0
+    decoded: int = 0
+    chars: int = 0
+    stopped: bool = False
+    deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.limits.max_seconds
+
+    def out_of_time(self) -> bool:
+        if not self.stopped and time.monotonic() > self.deadline:
+            self.refuse("message", f"extraction time limit reached ({self.limits.max_seconds:g} s)")
+            self.stopped = True
+        return self.stopped
+
+    def admit(self, location: str, depth: int, size: int) -> bool:
+        """Count one part of ``size`` decoded bytes; False (with the reason recorded) if refused."""
+        lim = self.limits
+        if self.out_of_time():
+            return False
+        if depth > lim.max_depth:
+            self.refuse(location, f"nested too deeply (limit {lim.max_depth})")
+            return False
+        self.count += 1
+        if self.count > lim.max_parts:
+            self.refuse("message", f"too many parts (limit {lim.max_parts})")
+            self.stopped = True
+            return False
+        if size > lim.max_part_bytes:
+            self.refuse(location, f"too large: {size} bytes (limit {lim.max_part_bytes})")
+            return False
+        if self.decoded + size > lim.max_total_bytes:
+            self.refuse(location, f"message decoded size limit reached ({lim.max_total_bytes})")
+            return False
+        self.decoded += size
+        return True
+
+    def add(self, location: str, text: str, kind: str) -> None:
+        text = normalise(text)
+        if not text.strip():
+            return
+        room = self.limits.max_text_chars - self.chars
+        if len(text) > room:
+            text = text[: max(room, 0)]
+            self.refuse(location, f"text truncated (limit {self.limits.max_text_chars} chars)")
+            if not text:
+                return
+        self.chars += len(text)
+        self.parts.append(TextPart(location, text, kind))
+
+    def refuse(self, location: str, reason: str) -> None:
+        entry = (location, reason)
+        if entry not in self.unscannable:
+            self.unscannable.append(entry)
+
+    def result(self) -> Extraction:
+        return Extraction(tuple(self.parts), tuple(self.unscannable))
+
+
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
+_SPACES = re.compile("[\u00a0\u2007\u202f]")
+
+
+def normalise(text: str) -> str:
+    """Drop zero-width characters and soft hyphens, make no-break spaces plain spaces."""
+    return _SPACES.sub(" ", _INVISIBLE.sub("", text))
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Bytes to text: BOM, else declared charset, else UTF-8, else Windows-1252; never raises."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", "replace")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", "replace")
+    for name in (charset, "utf-8"):
+        if not name:
+            continue
+        try:
+            return data.decode(name.strip().strip('"'))
+        except (LookupError, UnicodeError, ValueError, TypeError):
+            continue
+    return data.decode("cp1252", "replace")
+
+
+class _HTMLText(html.parser.HTMLParser):
+    SKIP = frozenset({"script", "style", "template"})
+    BLOCK = frozenset({
+        "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+        "pre", "blockquote", "hr", "title", "section", "article", "header", "footer", "dd",
+        "dt", "dl", "address", "form",
+    })
+    CELL = frozenset({"td", "th"})
+    ATTRS = frozenset({"alt", "title", "value"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skip += 1
+            return
+        if tag in self.BLOCK:
+            self.out.append("\n")
+        elif tag in self.CELL:
+            self.out.append("\t")
+        if not self.skip:
+            self.out.extend(f" {v} " for k, v in attrs if k in self.ATTRS and v)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(data)
+
+
+_TAG = re.compile(r"<[^>]*>")
+_HSPACE = re.compile(r"[ \t]+")
+_BLANKS = re.compile(r"\n\s*\n\s*\n+")
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML document (script/style dropped). Never raises."""
+    parser = _HTMLText()
+    try:
+        parser.feed(markup)
+        parser.close()
+        text = "".join(parser.out)
+    except Exception:  # noqa: BLE001 - broken markup falls back to stripping tags
+        import html as html_module
+
+        text = html_module.unescape(_TAG.sub(" ", markup))
+    text = _HSPACE.sub(" ", normalise(text))
+    return _BLANKS.sub("\n\n", text).strip()
+
+
+def extract(message: Message, limits: ExtractLimits = DEFAULT_LIMITS) -> Extraction:
+    """All readable text of ``message``, memoised per message (``message.memo("extract", ...)``)."""
+    key = "extract" if limits == DEFAULT_LIMITS else f"extract:{limits!r}"
+    return message.memo(key, lambda: _extract(message, limits))
+
+
+def _extract(message: Message, limits: ExtractLimits) -> Extraction:
+    collector = Collector(limits)
+    try:
+        _walk(collector, message.parsed, None, 0, [0])
+    except Exception as exc:  # noqa: BLE001 - hostile MIME must never crash a detector
+        collector.refuse("message", f"MIME structure unreadable ({type(exc).__name__})")
+    if message.truncated:
+        collector.refuse("message", "message truncated before scanning (max scan bytes)")
+    return collector.result()
+
+
+def _walk(
+    col: Collector, part: email.message.Message, container: str | None, depth: int, index: list[int]
+) -> None:
+    """One MIME entity; ``container`` is the path of an enclosing attached message, if any."""
+    index[0] += 1
+    if col.stopped:
+        return
+    payload = part.get_payload()
+    if part.is_multipart() and isinstance(payload, list):
+        if part.get_content_type() == "message/rfc822":
+            name = _safe_name(part, index[0], ".eml")
+            inner = f"{container}/{name}" if container else name
+            location = _location(container, "attachment", name)
+        else:
+            inner, location = container, _location(container, "body", "")
+        if not col.admit(location, depth, 0):
+            return
+        for sub in payload:
+            if isinstance(sub, email.message.Message):
+                _walk(col, sub, inner, depth + 1, index)
+        return
+    _leaf(col, part, container, depth, index[0])
+
+
+def _leaf(
+    col: Collector, part: email.message.Message, container: str | None, depth: int, index: int
+) -> None:
+    ctype = part.get_content_type()
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - broken transfer encodings are common
+        data = None
+    if not isinstance(data, bytes):
+        data = b""
+    disposition = part.get_content_disposition()
+    filename = _filename(part)
+    if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+        kind = "html" if ctype == "text/html" else "body"
+        location = _location(container, kind, "")
+        if col.admit(location, depth, len(data)):
+            text = decode_text(data, part.get_content_charset())
+            text = html_to_text(text) if kind == "html" else text
+            col.add(location, text, "attachment" if container else kind)
+        return
+    name = _safe_name(part, index, "")
+    location = _location(container, "attachment", name)
+    if col.admit(location, depth, len(data)):
+        from mailwarden.detectors import documents
+
+        charset = part.get_content_charset()
+        documents.read_attachment(col, location, name, ctype, data, depth, charset)
+
+
+def _location(container: str | None, kind: str, name: str) -> str:
+    if kind == "attachment":
+        return f"attachment:{container}/{name}" if container else f"attachment:{name}"
+    return f"attachment:{container}/{kind}" if container else kind
+
+
+def _filename(part: email.message.Message) -> str | None:
+    try:
+        raw = part.get_filename()
+    except Exception:  # noqa: BLE001 - malformed RFC 2231 parameters
+        return None
+    return decode_header_text(raw) if raw else None
+
+
+def _safe_name(part: email.message.Message, index: int, suffix: str) -> str:
+    return safe_member_name(_filename(part) or "", f"part{index}{suffix}", keep_dirs=False)
+
+
+def safe_member_name(raw: str, fallback: str, keep_dirs: bool) -> str:
+    """A printable, bounded name for a location (no control characters, no path tricks)."""
+    name = raw.replace("\\", "/")
+    if not keep_dirs:
+        name = name.rsplit("/", 1)[-1]
+    name = "/".join(s for s in name.split("/") if s not in ("", ".", ".."))
+    name = "".join(ch for ch in name if ch.isprintable()).strip()[:120]
+    return name or fallback
