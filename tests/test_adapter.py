@@ -1,0 +1,193 @@
+"""The pymilter adapter driven by pymilter's own TestCtx: callbacks, actions, headers, guards."""
+
+from __future__ import annotations
+
+import email
+import re
+from pathlib import Path
+from typing import Any
+
+import Milter
+import pytest
+from Milter.testctx import TestCtx
+
+TestCtx.__test__ = False  # not a test class (pytest would try to collect it)
+
+from conftest import make_config, message_bytes
+from mailwarden.adapter import MailwardenMilter
+from mailwarden.engine import Engine
+from mailwarden.metrics import Metrics
+
+
+class Ctx(TestCtx):  # type: ignore[misc]
+    """TestCtx that records quarantine (pymilter's raises NotImplemented)."""
+
+    def __init__(self) -> None:
+        super().__init__(logfile="/dev/null")
+        self.quarantined: str | None = None
+
+    def quarantine(self, reason: str) -> None:
+        self.quarantined = reason
+
+
+class Source:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = 0
+
+    def session_started(self) -> None:
+        self.sessions += 1
+
+    def session_ended(self) -> None:
+        self.sessions -= 1
+
+
+@pytest.fixture
+def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
+    engines: list[Engine] = []
+
+    def build(mode: str = "enforce", auth: str | None = "alice", **kwargs: Any) -> tuple[Ctx, Source]:
+        engine = Engine(make_config(tmp_path, mode=mode, **kwargs), Metrics())
+        engines.append(engine)
+        source = Source(engine)
+        Milter.factory = lambda: MailwardenMilter(source)
+        ctx = Ctx()
+        ctx._setsymval("i", "4XyZ1abc")
+        if auth:
+            ctx._setsymval("{auth_authen}", auth)
+        assert ctx._connect(ip="192.0.2.10") == Milter.CONTINUE
+        return ctx, source
+
+    yield build
+    for e in engines:
+        e.close()
+
+
+OK = (Milter.CONTINUE, Milter.NOREPLY)
+
+
+def feed(ctx: Ctx, data: bytes, sender: str = "alice@example.org",
+         rcpts: tuple[str, ...] = ("bob@example.net",)) -> Any:
+    """Drive the callbacks as libmilter does, honouring negotiated no-reply (TestCtx does not)."""
+    ctx._msg = email.message_from_bytes(data)
+    ctx._body, ctx._reply = None, None
+    steps = [lambda: ctx._envfrom(f"<{sender}>")]
+    steps += [lambda r=r: ctx._envrcpt(f"<{r}>") for r in rcpts]
+    head, _, body = data.partition(b"\r\n\r\n")
+    for line in re.split(rb"\r\n(?![ \t])", head):
+        name, _, value = line.partition(b":")
+        steps.append(lambda n=name, v=value: ctx._priv.header_bytes(n.decode(), v.strip()))
+    steps.append(ctx._eoh)
+    steps += [lambda c=body[i:i + 4096]: ctx._priv.body(c) for i in range(0, len(body), 4096)]
+    for step in steps:
+        rc = step()
+        if rc not in OK:
+            return rc
+    return ctx._eom()
+
+
+def test_clean_message_accepted_with_headers(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert feed(ctx, message_bytes()) == Milter.ACCEPT
+    assert ctx._msg["X-Mailwarden-Verdict"].startswith("accept; mode=enforce; ref=MW-")
+    assert ctx._msg["X-Mailwarden-Score"] == "0.00"
+    assert ctx._msg["X-Mailwarden-Findings"] == "none"
+
+
+def test_quarantine(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert feed(ctx, message_bytes(marker="quarantine")) == Milter.ACCEPT
+    assert ctx.quarantined is not None
+    assert "test_quarantine=1" in ctx.quarantined
+    assert ctx._msg["X-Mailwarden-Findings"] == "test_quarantine=1"
+
+
+def test_reject_with_571_and_reference(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert feed(ctx, message_bytes(marker="reject")) == Milter.REJECT
+    code, xcode, text = ctx._reply
+    assert (code, xcode) == ("550", "5.7.1")
+    assert "ref MW-" in text
+    assert "test" not in text.lower()  # the reply text discloses nothing
+
+
+def test_tempfail(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert feed(ctx, message_bytes(marker="tempfail")) == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.7.1")
+
+
+def test_observe_mode_only_adds_headers(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for(mode="observe")
+    assert feed(ctx, message_bytes(marker="reject")) == Milter.ACCEPT
+    assert ctx._reply is None
+    assert ctx._msg["X-Mailwarden-Verdict"].startswith("reject; mode=observe")
+
+
+def test_forged_verdict_header_is_replaced(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    data = message_bytes().replace(b"Subject:", b"X-Mailwarden-Verdict: accept; forged\r\nSubject:")
+    feed(ctx, data)
+    values = ctx._msg.get_all("X-Mailwarden-Verdict")
+    assert len(values) == 1
+    assert "forged" not in values[0]
+
+
+def test_exception_in_callback_fails_open(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ctx, source = ctx_for()
+
+    def boom(self: Any, *a: Any) -> None:
+        raise ValueError("broken buffer")
+
+    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_body", boom)
+    assert feed(ctx, message_bytes(marker="reject")) == Milter.ACCEPT
+    errors = source.engine.metrics.registry.get_sample_value(
+        "mailwarden_milter_callback_errors_total", {"callback": "body"})
+    assert errors == 1.0
+
+
+def test_exception_with_tempfail_policy(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from mailwarden.verdict import Action
+
+    ctx, source = ctx_for()
+    cfg = source.engine.config
+    source.engine.config = replace(cfg, milter=replace(cfg.milter, on_error=Action.TEMPFAIL))
+    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_body",
+                        lambda *a: (_ for _ in ()).throw(ValueError("x")))
+    assert feed(ctx, message_bytes()) == Milter.TEMPFAIL
+
+
+def test_truncated_message_still_scored(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, source = ctx_for(max_scan=2048)
+    body = "x" * 50_000 + "\n"
+    assert feed(ctx, message_bytes(marker="quarantine", body=body)) == Milter.ACCEPT
+    assert ctx.quarantined is not None  # the marker header sits in the scanned prefix
+    assert source.engine.metrics.registry.get_sample_value(
+        "mailwarden_messages_truncated_total") == 1.0
+
+
+def test_8bit_header_is_kept_and_does_not_crash(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    data = message_bytes(subject="caf\udce9 \udcff invalid", marker="quarantine")
+    assert feed(ctx, data) == Milter.ACCEPT
+    assert ctx.quarantined is not None
+
+
+def test_session_counting(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, source = ctx_for()
+    assert source.sessions == 1
+    feed(ctx, message_bytes())
+    ctx._close()
+    assert source.sessions == 0
+
+
+def test_unauthenticated_external_client_is_inbound(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, source = ctx_for(auth=None)
+    assert feed(ctx, message_bytes(marker="quarantine")) == Milter.ACCEPT
+    assert ctx.quarantined is None  # inbound has no thresholds by default
+    inbound = source.engine.metrics.registry.get_sample_value(
+        "mailwarden_messages_total",
+        {"action": "accept", "verdict": "accept", "direction": "inbound", "mode": "enforce"})
+    assert inbound == 1.0

@@ -1,0 +1,92 @@
+"""Config loading: defaults, the shipped example, strict errors naming key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from mailwarden.config import load_config
+from mailwarden.engine import Engine
+from mailwarden.metrics import Metrics
+from mailwarden.options import ConfigError
+from mailwarden.verdict import Action
+
+
+def test_defaults_are_observe_and_fail_open() -> None:
+    config = load_config()
+    assert config.milter.mode == "observe"
+    assert config.milter.on_error is Action.ACCEPT
+    assert config.milter.socket.startswith("unix:")
+    assert config.policy.outbound.quarantine == 5.0
+    assert config.policy.outbound.reject == 10.0
+    assert config.metrics.address == "127.0.0.1"
+
+
+def test_shipped_example_equals_defaults() -> None:
+    example = load_config(REPO / "deploy" / "mailwarden.toml")
+    defaults = load_config()
+    assert example.milter == defaults.milter
+    assert example.metrics == defaults.metrics
+    assert example.policy == defaults.policy
+    assert (example.model_dir, example.state_dir) == (defaults.model_dir, defaults.state_dir)
+    assert [(d.name, d.enabled, d.required, d.weight) for d in example.detectors] == [
+        (d.name, d.enabled, d.required, d.weight) for d in defaults.detectors
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('[milter]\nmode = "observe"\nsokcet = "unix:/x"\n', "milter.sokcet", 3),
+        ('[milter]\n\nmode = "loud"\n', "milter.mode", 3),
+        ("[milter]\ntimeout_seconds = -1\n", "milter.timeout_seconds", 2),
+        ('[milter]\ninternal_networks = ["10.0.0.0/33"]\n', "milter.internal_networks", 2),
+        ("[metrics]\nport = \"x\"\n", "metrics.port", 2),
+        ("[detectors.nosuch]\nenabled = true\n", "detectors.nosuch", 1),
+        ("[detectors.testmarker]\nenabled = true\nscroe = 1\n", "detectors.testmarker.scroe", 3),
+        ('[[policy.rules]]\nname = "x"\naction = "bounce"\ntype = "t"\n', "policy.rules.action", 3),
+        ('[[policy.rules]]\nname = "x"\naction = "reject"\n', "policy.rules.type", 1),
+        ("[surprise]\nx = 1\n", "surprise", 1),
+    ],
+)
+def test_bad_config_names_key_and_line(tmp_path: Path, text: str, key: str, line: int) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config = load_config(path)
+        Engine(config, Metrics()).close()  # detector options are checked when built
+    assert err.value.key == key
+    assert err.value.line == line
+    assert str(path) in str(err.value)
+
+
+def test_syntax_error_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[milter\nmode = 1\n")
+    with pytest.raises(ConfigError, match="line 1"):
+        load_config(path)
+
+
+def test_required_detector_that_cannot_load_refuses_start(tmp_path: Path) -> None:
+    from mailwarden.detectors.base import DetectorUnavailable, registrations
+
+    registration = registrations()["testmarker"]
+    original = registration.factory
+
+    def unavailable(options, context):  # type: ignore[no-untyped-def]
+        raise DetectorUnavailable("model file missing")
+
+    object.__setattr__(registration, "factory", unavailable)
+    try:
+        text = "[detectors.testmarker]\nenabled = true\nrequired = {}\n"
+        optional = Engine(load_config(tmp_path / "a.toml", text=text.format("false")), Metrics())
+        assert [d.name for d in optional.disabled if d.configured] == ["testmarker"]
+        assert "model file missing" in optional.disabled[0].reason or any(
+            "model file missing" in d.reason for d in optional.disabled)
+        optional.close()
+        with pytest.raises(ConfigError, match="required detector unavailable: model file missing"):
+            Engine(load_config(tmp_path / "b.toml", text=text.format("true")), Metrics())
+    finally:
+        object.__setattr__(registration, "factory", original)
