@@ -55,7 +55,7 @@ class ExtractLimits:
     ratio_floor_bytes: int = 1 * MiB  # the ratio is only checked above this uncompressed size
     max_archive_bytes: int = 40 * MiB  # declared uncompressed size of one archive's members
     max_text_chars: int = 4_000_000  # text kept for the detectors, whole message
-    max_seconds: float = 10.0  # wall time for one extraction (checked between parts and pages)
+    max_seconds: float = 3.0  # wall time for one extraction (checked between parts and pages)
 
 
 DEFAULT_LIMITS = ExtractLimits()
