@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 # Module names under mailwarden.detectors that register detectors when imported.
-BUILTIN: tuple[str, ...] = ("testmarker",)
+BUILTIN: tuple[str, ...] = ("testmarker", "content")
 
 
 def load_builtin() -> None:

@@ -1,0 +1,131 @@
+"""Text preprocessing shared by content-classifier training and the ``content`` detector.
+
+It sits between text extraction (subject plus body/attachment text of one message) and the
+portable TF-IDF models: :class:`TextPrep` lower-cases the text, tokenises it with nltk's
+``RegexpTokenizer`` (pure code, no nltk data), folds URLs, e-mail addresses, numbers and money
+amounts into placeholder tokens, drops English stop words (scikit-learn's built-in list, copied here
+so features cannot drift with library versions) and stems words with nltk's Snowball English
+stemmer behind a bounded per-instance LRU cache. Training and scanning call the same code, and
+:data:`FEATURE_SCHEMA` names the feature definition recorded in every model manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from nltk.stem.snowball import SnowballStemmer
+from nltk.tokenize import RegexpTokenizer
+
+# Bump when the token stream for a given text changes: models record it and refuse a mismatch.
+FEATURE_SCHEMA = "content-tokens-v1"
+
+# Placeholder tokens (not secrets).
+URL_TOKEN = "__url__"  # noqa: S105
+EMAIL_TOKEN = "__email__"  # noqa: S105
+NUMBER_TOKEN = "__num__"  # noqa: S105
+MONEY_TOKEN = "__money__"  # noqa: S105
+BANG_TOKEN = "!"  # noqa: S105
+
+# URLs, e-mail addresses, money amounts, numbers, runs of letters (any script), "!".
+_PATTERN = (
+    r"(?:https?://|www\.)[^\s<>\"'()]+"
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|[$\u20ac\u00a3\u00a5]\s?\d+(?:[.,]\d+)*"
+    r"|\d+(?:[.,]\d+)*"
+    r"|[^\W\d_]+"
+    r"|!"
+)
+
+# scikit-learn's ENGLISH_STOP_WORDS (BSD-3-Clause, from the Glasgow IR group), 318 words.
+STOP_WORDS: frozenset[str] = frozenset("""
+a about above across after afterwards again against all almost alone along already also although
+always am among amongst amoungst amount an and another any anyhow anyone anything anyway
+anywhere are around as at back be became because become becomes becoming been before beforehand
+behind being below beside besides between beyond bill both bottom but by call can cannot cant co
+con could couldnt cry de describe detail do done down due during each eg eight either eleven
+else elsewhere empty enough etc even ever every everyone everything everywhere except few
+fifteen fifty fill find fire first five for former formerly forty found four from front full
+further get give go had has hasnt have he hence her here hereafter hereby herein hereupon hers
+herself him himself his how however hundred i ie if in inc indeed interest into is it its itself
+keep last latter latterly least less ltd made many may me meanwhile might mill mine more
+moreover most mostly move much must my myself name namely neither never nevertheless next nine
+no nobody none noone nor not nothing now nowhere of off often on once one only onto or other
+others otherwise our ours ourselves out over own part per perhaps please put rather re same see
+seem seemed seeming seems serious several she should show side since sincere six sixty so some
+somehow someone something sometime sometimes somewhere still such system take ten than that the
+their them themselves then thence there thereafter thereby therefore therein thereupon these
+they thick thin third this those though three through throughout thru thus to together too top
+toward towards twelve twenty two un under until up upon us very via was we well were what
+whatever when whence whenever where whereafter whereas whereby wherein whereupon wherever
+whether which while whither who whoever whole whom whose why will with within without would yet
+you your yours yourself yourselves
+""".split())  # noqa: SIM905
+
+MIN_WORD = 2
+MAX_WORD = 30
+DEFAULT_CACHE_SIZE = 65_536
+DEFAULT_MAX_CHARS = 200_000
+
+
+class TextPrep:
+    """Text to feature tokens. Thread-safe: the stemmer is stateless and ``lru_cache`` locks."""
+
+    def __init__(
+        self, cache_size: int = DEFAULT_CACHE_SIZE, max_chars: int = DEFAULT_MAX_CHARS
+    ) -> None:
+        self._tokenizer = RegexpTokenizer(_PATTERN)
+        self._max_chars = max_chars
+        stemmer = SnowballStemmer("english")
+        self._stem: Callable[[str], str] = functools.lru_cache(maxsize=cache_size)(stemmer.stem)
+
+    @property
+    def max_chars(self) -> int:
+        return self._max_chars
+
+    def stem(self, word: str) -> str:
+        """The cached Snowball stem of a lower-case word."""
+        return self._stem(word)
+
+    def cache_info(self) -> tuple[int, int, int]:
+        """(hits, misses, current size) of the stem cache."""
+        info = self._stem.cache_info()  # type: ignore[attr-defined]
+        return int(info.hits), int(info.misses), int(info.currsize)
+
+    def raw_tokens(self, text: str) -> list[str]:
+        """Lower-cased tokens before stop-word removal and stemming (at most ``max_chars``)."""
+        return list(self._tokenizer.tokenize(text[: self._max_chars].lower()))
+
+    def tokens(self, text: str) -> list[str]:
+        """The feature tokens of a text: placeholders and stemmed non-stop words, in order."""
+        out: list[str] = []
+        for token in self.raw_tokens(text):
+            feature = self._feature(token)
+            if feature:
+                out.append(feature)
+        return out
+
+    __call__ = tokens
+
+    def _feature(self, token: str) -> str | None:
+        first = token[0]
+        if first.isalpha() and token.isalpha():
+            if token in STOP_WORDS or not MIN_WORD <= len(token) <= MAX_WORD:
+                return None
+            return self._stem(token)
+        return placeholder(token)
+
+
+def placeholder(token: str) -> str | None:
+    """The placeholder for a non-word token (URL, address, money, number, "!"), else None."""
+    if "@" in token:
+        return EMAIL_TOKEN
+    if "/" in token or token.startswith("www."):
+        return URL_TOKEN
+    if token[0] in "$\u20ac\u00a3\u00a5":
+        return MONEY_TOKEN
+    if token[0].isdigit():
+        return NUMBER_TOKEN
+    if token == BANG_TOKEN:
+        return BANG_TOKEN
+    return None
