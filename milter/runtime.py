@@ -85,7 +85,7 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
         milter = replace(milter, mode=str(overrides["mode"]))
     metrics = config.metrics
     if overrides.get("metrics_port") is not None:
-        metrics = replace(metrics, port=int(str(overrides["metrics_port"])))
+        metrics = replace(metrics, port=int(str(overrides["metrics_port"])), enabled=True)
     return replace(config, milter=milter, metrics=metrics)
 
 

@@ -1,0 +1,84 @@
+"""Start ``mailwarden run`` as a real daemon process for end-to-end tests, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from postfix_instance import free_port
+
+
+class MilterProcess:
+    def __init__(self, config: Path, socket_path: Path, mode: str = "enforce"):
+        self.config = config
+        self.socket_path = socket_path
+        self.metrics_port = free_port()
+        self.log_path = socket_path.parent / "milter.log"
+        self.mode = mode
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"unix:{self.socket_path}"
+
+    def start(self, timeout: float = 30.0) -> MilterProcess:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        cmd = [sys.executable, "-m", "mailwarden", "run", "--config", str(self.config),
+               "--socket", self.spec, "--mode", self.mode,
+               "--metrics-port", str(self.metrics_port)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.config.parent)
+        deadline = time.monotonic() + timeout
+        while not self.socket_path.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"milter did not start: {self.log()}")
+            time.sleep(0.05)
+        # The daemon runs as root here; Postfix's smtpd (user postfix) must reach the socket.
+        # (Packaged, the unit's group and umask do this: see packaging/.)
+        self.socket_path.chmod(0o666)
+        return self
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample from the live /metrics endpoint (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v
+                                               for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
