@@ -1,0 +1,110 @@
+"""The command-line contract: check, score and replay outputs and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import mailbox
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import message_bytes, write_config
+from mailwarden.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "mail"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.eml").write_bytes(message_bytes(subject="a"))
+    (folder / "sub" / "b.eml").write_bytes(message_bytes(subject="b", marker="reject"))
+    return folder
+
+
+def test_check_lists_detectors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "check", "--config", str(write_config(tmp_path)))
+    assert status == 0
+    assert "detector testmarker: enabled" in out
+    assert "mode: enforce" in out
+
+
+def test_check_bad_config_exits_2_with_key_and_line(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[milter]\nmode = "observe"\ntimeout_seconds = "soon"\n')
+    status, _, err = run(capsys, "check", "--config", str(bad))
+    assert status == 2
+    assert f"{bad}:3: milter.timeout_seconds: must be a number" in err
+
+
+def test_score_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "score", "--json", "--config", str(write_config(tmp_path)),
+                         str(corpus(tmp_path)))
+    assert status == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["source"]).name for r in records] == ["a.eml", "b.eml"]
+    clean, bad = records
+    assert clean["verdict"] == "accept"
+    assert bad["verdict"] == "reject"
+    assert clean["message_id"] == "<t1@example.org>"
+    for r in records:
+        assert set(r) >= {"source", "message_id", "verdict", "score", "scores", "findings"}
+        assert "testmarker" in r["scores"]  # every enabled model's raw score, even when 0
+    finding = bad["findings"][0]
+    assert set(finding) >= {"detector", "type", "score", "count", "location", "evidence"}
+    assert finding["type"] == "test_reject"
+
+
+def test_score_reads_mbox_and_tar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    box = mailbox.mbox(str(tmp_path / "box.mbox"))
+    box.add(message_bytes(subject="m1"))
+    box.add(message_bytes(subject="m2", marker="quarantine"))
+    box.flush()
+    archive = tmp_path / "mail.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = message_bytes(subject="t1", marker="reject")
+        info = tarfile.TarInfo("inner/t1.eml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    status, out, _ = run(capsys, "score", "--json", "--config", str(write_config(tmp_path)),
+                         str(tmp_path / "box.mbox"), str(archive))
+    assert status == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["source"].removeprefix(str(tmp_path) + "/") for r in records] == [
+        "box.mbox#1", "box.mbox#2", "mail.tar.gz:inner/t1.eml"]
+    assert [r["verdict"] for r in records] == ["accept", "quarantine", "reject"]
+
+
+def test_replay_orders_by_date(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for name, day in (("1-late.eml", 9), ("2-early.eml", 3), ("3-middle.eml", 5)):
+        data = message_bytes(subject=name).replace(b"Mon, 02 Sep 2024", f"0{day} Sep 2024".encode())
+        (folder / name).write_bytes(data)
+    status, out, _ = run(capsys, "replay", "--json", "--config", str(write_config(tmp_path)),
+                         str(folder))
+    assert status == 0
+    assert [Path(json.loads(line)["source"]).name for line in out.splitlines()] == [
+        "2-early.eml", "3-middle.eml", "1-late.eml"]
+
+
+def test_inbound_direction_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mail = tmp_path / "q.eml"
+    mail.write_bytes(message_bytes(marker="quarantine"))
+    _, out, _ = run(capsys, "score", "--json", "--direction", "inbound", "--config",
+                    str(write_config(tmp_path)), str(mail))
+    assert json.loads(out)["verdict"] == "accept"  # inbound has no thresholds by default
+
+
+def test_missing_path_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "score", "--config", str(write_config(tmp_path)),
+                         str(tmp_path / "nope.eml"))
+    assert status == 1
+    assert "nope.eml" in err
