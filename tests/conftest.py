@@ -43,9 +43,18 @@ action = "tempfail"
 
 
 def config_text(tmp_path: Path, mode: str = "enforce", timeout: float = 2.0,
-                max_scan: int = 10 * 1024 * 1024, stall: float = 5.0, extra: str = "") -> str:
-    return TEST_CONFIG.format(mode=mode, timeout=timeout, max_scan=max_scan, stall=stall,
-                              models=tmp_path / "models", state=tmp_path / "state") + extra
+                max_scan: int = 10 * 1024 * 1024, stall: float = 5.0, extra: str = "",
+                only_testmarker: bool = True) -> str:
+    """A test config: enforce mode, the test detector on, every other detector off by default."""
+    from mailwarden.detectors.base import registrations
+
+    text = TEST_CONFIG.format(mode=mode, timeout=timeout, max_scan=max_scan, stall=stall,
+                              models=tmp_path / "models", state=tmp_path / "state")
+    if only_testmarker:
+        others = sorted(set(registrations()) - {"testmarker"})
+        text += "".join(f"[detectors.{name}]\nenabled = false\n" for name in others
+                        if f"[detectors.{name}]" not in extra)
+    return text + extra
 
 
 def make_config(tmp_path: Path, **kwargs: object) -> Config:
