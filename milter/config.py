@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwarden.options import ConfigError, LineFinder, Options
+from mailwarden.sinks import SINK_SECTIONS
 from mailwarden.verdict import Action, Confidence, Direction
 
 DEFAULT_PATH = Path("/etc/mailwarden/mailwarden.toml")
@@ -95,6 +96,8 @@ class Config:
     state_dir: Path
     timezone: str
     log_level: str
+    # Sections of decision sinks ([audit], [notify], [quarantine]): each sink validates its own.
+    sections: dict[str, Options]
 
 
 def load_config(path: str | Path | None = None, text: str | None = None) -> Config:
@@ -131,6 +134,7 @@ def _build(root: Options, label: str) -> Config:
         state_dir=state_dir,
         timezone=timezone,
         log_level=level,
+        sections={name: root.section(name) for name in SINK_SECTIONS},
     )
 
 

@@ -24,6 +24,7 @@ from mailwarden.message import Message
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
 from mailwarden.policy import decide, failure_decision
+from mailwarden.sinks import build_sinks, deliver
 from mailwarden.verdict import Decision, DetectorResult, Direction
 
 log = logging.getLogger("mailwarden.engine")
@@ -48,6 +49,7 @@ class Engine:
         self.config = config
         self.metrics = metrics
         self.detectors, self.disabled = _load_detectors(config, run_mode)
+        self.sinks = build_sinks(config, metrics) if run_mode == "milter" else ()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.milter.workers, thread_name_prefix="scan"
         )
@@ -115,7 +117,16 @@ class Engine:
         return dataclasses.replace(result, findings=findings, seconds=elapsed)
 
     def scan_within_budget(self, message: Message) -> Decision:
-        """:meth:`scan` on a worker thread, cut off after ``timeout_seconds`` (fail by policy)."""
+        """:meth:`scan` on a worker thread, cut off after ``timeout_seconds`` (fail by policy);
+        the final decision then goes to every sink (audit, notifications, quarantine records)."""
+        decision = self._scan_or_fail(message)
+        deliver(self.sinks, message, decision, self._sink_failed)
+        return decision
+
+    def _sink_failed(self, name: str) -> None:
+        self.metrics.detector_errors.labels(f"sink:{name}").inc()
+
+    def _scan_or_fail(self, message: Message) -> Decision:
         budget = self.config.milter.timeout_seconds
         deadline = time.monotonic() + budget
         try:
@@ -134,6 +145,11 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", sink.name)
         for d in self.detectors:
             try:
                 d.detector.close()

@@ -11,12 +11,13 @@ import Milter
 import pytest
 from Milter.testctx import TestCtx
 
-TestCtx.__test__ = False  # not a test class (pytest would try to collect it)
-
-from conftest import make_config, message_bytes
 from mailwarden.adapter import MailwardenMilter
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
+
+from conftest import make_config, message_bytes
+
+TestCtx.__test__ = False  # not a test class (pytest would try to collect it)
 
 
 class Ctx(TestCtx):  # type: ignore[misc]
@@ -46,7 +47,8 @@ class Source:
 def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
     engines: list[Engine] = []
 
-    def build(mode: str = "enforce", auth: str | None = "alice", **kwargs: Any) -> tuple[Ctx, Source]:
+    def build(mode: str = "enforce", auth: str | None = "alice",
+              **kwargs: Any) -> tuple[Ctx, Source]:
         engine = Engine(make_config(tmp_path, mode=mode, **kwargs), Metrics())
         engines.append(engine)
         source = Source(engine)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import message_bytes, write_config
 from mailwarden.cli import main
+
+from conftest import message_bytes, write_config
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from mailwarden.config import load_config
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
 from mailwarden.verdict import Action
+
+from conftest import REPO
 
 
 def test_defaults_are_observe_and_fail_open() -> None:

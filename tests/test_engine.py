@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import make_config, message_bytes
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
 from mailwarden.verdict import Action, Direction
+
+from conftest import make_config, message_bytes
 
 
 def msg(marker: str | None = None, direction: Direction = Direction.OUTBOUND) -> Message:

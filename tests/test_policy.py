@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import make_config
 from mailwarden.config import load_config
 from mailwarden.policy import decide, evaluate, failure_decision
 from mailwarden.verdict import Action, Confidence, DetectorResult, Direction, Finding
+
+from conftest import make_config
 
 
 def finding(type_: str, score: float, count: int = 1, conf: Confidence = Confidence.MEDIUM,

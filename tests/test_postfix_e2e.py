@@ -25,7 +25,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostfixInstance, MilterProcess]]:
+def stack() -> Iterator[tuple[PostfixInstance, MilterProcess]]:
     root = public_tmpdir("mw-e2e-")
     milter = MilterProcess(write_config(root), root / "mw.sock").start()
     postfix = PostfixInstance(milter.spec).start()
