@@ -9,6 +9,7 @@ push files through the same engine the milter uses (see :mod:`mailwarden.offline
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -18,6 +19,10 @@ from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
 from mailwarden.runtime import apply_overrides
+
+# Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
+# sets ``func`` (``args -> int``) on its parser.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--direction", choices=("outbound", "inbound"), default="outbound")
         p.add_argument("paths", nargs="+", metavar="PATH")
         p.set_defaults(func=func)
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"mailwarden.{module}").add_parser(sub)
     return parser
 
 

@@ -22,6 +22,11 @@ class Outcome:
     reasons: tuple[str, ...]
 
 
+# A finding of this type (from the allow-list detector) makes the message pass whatever else fired:
+# it is how a reviewed false positive (sender/recipient pair or domain) stops being held.
+ALLOW_TYPE = "allowlisted"
+
+
 def evaluate(
     policy: PolicyConfig,
     direction: Direction,
@@ -29,6 +34,9 @@ def evaluate(
     scores: dict[str, float],
 ) -> Outcome:
     total = float(sum(f.score for f in findings))
+    allowed = [f for f in findings if f.type == ALLOW_TYPE]
+    if allowed:
+        return Outcome(Action.ACCEPT, total, (f"allow list: {allowed[0].evidence}",))
     thresholds = policy.outbound if direction is Direction.OUTBOUND else policy.inbound
     candidates: list[tuple[Action, str]] = list(_threshold_actions(thresholds, total))
     for rule in policy.rules:

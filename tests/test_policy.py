@@ -91,3 +91,13 @@ def test_failure_decision_fails_open_unless_configured() -> None:
     assert failure_decision(Action.ACCEPT, "enforce", "r", "boom").action is Action.ACCEPT
     assert failure_decision(Action.TEMPFAIL, "enforce", "r", "boom").action is Action.TEMPFAIL
     assert failure_decision(Action.TEMPFAIL, "observe", "r", "boom").action is Action.ACCEPT
+
+
+def test_allow_list_finding_overrides_everything(tmp_path: Path) -> None:
+    p = policy(tmp_path)
+    allow = Finding(detector="allowlist", type="allowlisted", score=0.0,
+                    evidence="pair reviewed as false positive")
+    cards = finding("credit_card", 20.0, count=9, conf=Confidence.HIGH)
+    out = evaluate(p, Direction.OUTBOUND, (cards, allow), {"sending_anomaly": 0.99})
+    assert out.verdict is Action.ACCEPT
+    assert out.reasons == ("allow list: pair reviewed as false positive",)
