@@ -136,17 +136,24 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", _INVISIBLE.sub("", text))
 
 
+# Labels that mail software uses for Windows-1252 text (as the WHATWG encoding standard does).
+_CP1252_LABELS = frozenset({"iso-8859-1", "iso8859-1", "iso_8859-1", "latin-1", "latin1", "l1"})
+_ASCII_LABELS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968"})
+
+
 def decode_text(data: bytes, charset: str | None) -> str:
     """Bytes to text: BOM, else declared charset, else UTF-8, else Windows-1252; never raises."""
     if data.startswith(codecs.BOM_UTF8):
         return data[3:].decode("utf-8", "replace")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", "replace")
-    for name in (charset, "utf-8"):
-        if not name:
-            continue
+    label = (charset or "").strip().strip('"').lower()
+    if label in _CP1252_LABELS:
+        label = "cp1252"
+    candidates = ("utf-8", "cp1252") if label in _ASCII_LABELS or not label else (label, "utf-8")
+    for name in candidates:
         try:
-            return data.decode(name.strip().strip('"'))
+            return data.decode(name)
         except (LookupError, UnicodeError, ValueError, TypeError):
             continue
     return data.decode("cp1252", "replace")

@@ -36,7 +36,8 @@ IBAN_WORDS = keywords(
     "bankverbindung", "virement", "rib", "sepa", "beneficiary", "payee",
 )
 
-_CARD = re.compile(r"(?<![\w.+-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?![\w-])")
+# Not inside words, decimals, phone numbers (+), URL paths (/) or longer digit groups.
+_CARD = re.compile(r"(?<![\w.+/-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?![\w-])")
 _SSN = re.compile(r"(?<![\w./-])(\d{3})([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}")
 
@@ -53,8 +54,12 @@ def cards(doc: Text) -> Iterator[Match]:
             continue
         if doc.near(CARD_WORDS, m.start(), m.end()):
             confidence = HIGH
-        else:
-            confidence = MEDIUM if len(groups) > 1 else LOW
+        elif len(groups) > 1:
+            confidence = MEDIUM
+        elif len(digits) in (15, 16):
+            confidence = LOW
+        else:  # a bare 13/14/17-19 digit run without context is an ID far more often than a card
+            continue
         yield Match("credit_card", digits, f"****{digits[-4:]}", confidence, brand)
 
 

@@ -122,7 +122,12 @@ def api_tokens(doc: Text) -> Iterator[Match]:
             alg = jwt_algorithm(token)
             if alg is None:
                 continue
-            confidence = HIGH if doc.near(TOKEN_WORDS, m.start(), m.end()) else MEDIUM
+            if m.start() > 0 and text[m.start() - 1] in "=/":  # a link token, made to be mailed
+                confidence = LOW
+            elif doc.near(TOKEN_WORDS, m.start(), m.end()):
+                confidence = HIGH
+            else:
+                confidence = MEDIUM
             yield Match("api_token", token, f"JWT alg={alg}", confidence, "jwt")
             continue
         prefix_match = _PREFIX.match(token)
