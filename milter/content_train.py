@@ -19,13 +19,15 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mailwarden import content_corpus as corpus
 from mailwarden import content_models as cm
+from mailwarden.content_lures import lure_docs
 from mailwarden.content_synth import synthetic_docs
 from mailwarden.detectors.content import DEFAULT_THRESHOLD, text_function, text_source
 from mailwarden.detectors.portable import save
@@ -34,6 +36,8 @@ from mailwarden.detectors.textprep import FEATURE_SCHEMA, TextPrep
 CORPUS_FLAGS = ("ham", "spam", "phishing", "sensitive")
 EXPORT_TOLERANCE = 1e-9
 Docs = list[corpus.Doc]
+# (seed, count, phrasing, real ham texts to quote) -> generated documents
+Generator = Callable[[int, int, str, Sequence[str]], Docs]
 
 
 @dataclass
@@ -41,9 +45,11 @@ class TrainConfig:
     seed: int = 20021010
     holdout_percent: int = 25
     synthetic_sensitive: int = 1200
-    phishing_from_spam: bool = True
+    synthetic_phishing: int = 800
+    phishing_from_spam: str = "all"  # "all", "cues" (phishing-like part) or "none"
     candidates: tuple[str, ...] = cm.CANDIDATE_NAMES
     folds: int = 5
+    trained_at: str = ""  # one date for every artefact of a run; set by train()
 
 
 @dataclass
@@ -56,6 +62,7 @@ class TypeData:
     test_pos: Docs
     test_neg: Docs
     origin: str
+    corpora: list[str] = field(default_factory=list)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +74,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
              help="percent of each corpus held out from content training (default 25)")
     add_flag(parser, "--content-synthetic-sensitive", type=int, default=None, metavar="N",
              help="synthetic confidential documents to generate (default 1200; 0: none)")
-    add_flag(parser, "--content-no-phishing-from-spam", action="store_true", default=False,
-             help="without --phishing, do not train phishing on the phishing-like part of --spam")
+    add_flag(parser, "--content-synthetic-phishing", type=int, default=None, metavar="N",
+             help="synthetic phishing lures to generate (default 800; 0: none)")
+    add_flag(parser, "--content-phishing-from-spam", choices=("all", "cues", "none"),
+             default=None, help="without --phishing, use all of --spam (default), only its "
+             "phishing-like part, or none of it as phishing positives")
 
 
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,10 +102,11 @@ def train_from_args(args: argparse.Namespace, out_dir: Path) -> dict[str, object
     paths = corpus_paths(args)
     if not any(paths.values()):
         return {}
-    config = TrainConfig(phishing_from_spam=not getattr(args, "content_no_phishing_from_spam",
-                                                        False))
+    config = TrainConfig()
     for attr, name in (("content_seed", "seed"), ("content_holdout", "holdout_percent"),
-                       ("content_synthetic_sensitive", "synthetic_sensitive")):
+                       ("content_synthetic_sensitive", "synthetic_sensitive"),
+                       ("content_synthetic_phishing", "synthetic_phishing"),
+                       ("content_phishing_from_spam", "phishing_from_spam")):
         if getattr(args, attr, None) is not None:
             setattr(config, name, getattr(args, attr))
     return train(paths, out_dir, config)
@@ -105,11 +116,15 @@ def train(paths: dict[str, list[str]], out_dir: Path, config: TrainConfig) -> di
     """Train every type that has positives (each against ham); returns a summary per type."""
     if not paths.get("ham"):
         raise ValueError("content training needs --ham (the negatives of every type)")
+    config.trained_at = config.trained_at or trained_at()
     text = text_function()
-    docs = {flag: corpus.load_docs(p, text) for flag, p in paths.items() if p}
+    # Sorted by digest: the same messages train the same model whatever archive holds them.
+    docs = {flag: sorted(corpus.load_docs(p, text), key=lambda d: d.digest)
+            for flag, p in paths.items() if p}
     tokens = TokenCache(TextPrep())
     summary: dict[str, object] = {"out_dir": str(out_dir), "seed": config.seed}
     for data in type_data(docs, config):
+        data.corpora = sorted(docs)
         summary[data.kind] = train_type(data, tokens, out_dir, config)
     return summary
 
@@ -136,18 +151,46 @@ def type_data(docs: dict[str, Docs], config: TrainConfig) -> list[TypeData]:
     if "spam" in part:
         out.append(TypeData("spam", part["spam"][0], ham_train, part["spam"][1], ham_test,
                             "spam corpus"))
-    if "phishing" in part:
-        out.append(TypeData("phishing", part["phishing"][0], ham_train, part["phishing"][1],
-                            ham_test, "phishing corpus"))
-    elif "spam" in part and config.phishing_from_spam:
-        out.append(TypeData(
-            "phishing", corpus.phishing_like(part["spam"][0]), ham_train,
-            corpus.phishing_like(part["spam"][1]), ham_test,
-            f"phishing-like part of the spam corpus (>= {corpus.PHISHING_MIN_CUES} cues)"))
+    phishing = phishing_data(part, config)
+    if phishing is not None:
+        out.append(phishing)
     sensitive = sensitive_data(part, config)
     if sensitive is not None:
         out.append(sensitive)
     return [d for d in out if d.train_pos and d.train_neg]
+
+
+def phishing_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> TypeData | None:
+    """A --phishing corpus, else spam as a proxy (all or its phishing-like part), plus lures."""
+    empty: tuple[Docs, Docs] = ([], [])
+    if "phishing" in part:
+        pos, origin = part["phishing"], "phishing corpus"
+    elif config.phishing_from_spam == "cues":
+        spam = part.get("spam", empty)
+        pos = (corpus.phishing_like(spam[0]), corpus.phishing_like(spam[1]))
+        origin = f"phishing-like part of the spam corpus (>= {corpus.PHISHING_MIN_CUES} cues)"
+    elif config.phishing_from_spam == "all":
+        pos, origin = part.get("spam", empty), "spam corpus as a proxy"
+    else:
+        pos, origin = empty, "none"
+    n = config.synthetic_phishing
+    data = TypeData("phishing", list(pos[0]), list(part["ham"][0]), list(pos[1]),
+                    list(part["ham"][1]), origin)
+    if n > 0:
+        data.origin += " + synthetic lures (content_lures) vs synthetic benign business mail"
+        _add_synthetic(data, part, config, n, _lures, "benign")
+    return data if data.train_pos else None
+
+
+def _add_synthetic(data: TypeData, part: dict[str, tuple[Docs, Docs]], config: TrainConfig,
+                   n: int, positives: Generator, negative_kind: str) -> None:
+    """Generated positives and negatives: training seed ``seed``, held-out seed ``seed + 1``."""
+    for seed, pos, neg, ham, count, phrasing in (
+            (config.seed, data.train_pos, data.train_neg, part["ham"][0], n, "train"),
+            (config.seed + 1, data.test_pos, data.test_neg, part["ham"][1], n // 3, "all")):
+        texts = [d.text for d in ham]
+        pos.extend(positives(seed, count, phrasing, texts))
+        neg.extend(synthetic_docs(seed, count, negative_kind, phrasing, texts))
 
 
 def sensitive_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> TypeData | None:
@@ -158,14 +201,19 @@ def sensitive_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> T
         return None
     spam = part.get("spam", ([], []))
     data = TypeData("sensitive", list(given[0]), [*part["ham"][0], *spam[0]], list(given[1]),
-                    [*part["ham"][1], *spam[1]], "synthetic generator (content_synth)")
-    for seed, pos, neg, ham, count, phrasing in (
-            (config.seed, data.train_pos, data.train_neg, part["ham"][0], n, "train"),
-            (config.seed + 1, data.test_pos, data.test_neg, part["ham"][1], n // 3, "all")):
-        texts = [d.text for d in ham]
-        pos.extend(synthetic_docs(seed, count, "confidential", phrasing, texts))
-        neg.extend(synthetic_docs(seed, count, "benign", phrasing, texts))
+                    [*part["ham"][1], *spam[1]], "synthetic confidential vs benign business mail"
+                    " (content_synth), ham and spam")
+    if n > 0:
+        _add_synthetic(data, part, config, n, confidential_docs, "benign")
     return data
+
+
+def _lures(seed: int, count: int, phrasing: str, ham_texts: Sequence[str]) -> Docs:
+    return lure_docs(seed, count, phrasing)
+
+
+def confidential_docs(seed: int, count: int, phrasing: str, ham_texts: Sequence[str]) -> Docs:
+    return synthetic_docs(seed, count, "confidential", phrasing, ham_texts)
 
 
 def train_type(data: TypeData, tokens: Callable[[Sequence[corpus.Doc]], list[list[str]]],
@@ -200,13 +248,14 @@ def base_manifest(data: TypeData, docs: Docs, best: str, config: TrainConfig) ->
         "feature_schema": FEATURE_SCHEMA,
         "text_source": text_source(),
         "positives": data.origin,
+        "corpora": data.corpora,
         "training_counts": {"positive": len(data.train_pos), "negative": len(data.train_neg)},
         "held_out_counts": {"positive": len(data.test_pos), "negative": len(data.test_neg)},
         "training_data_sha256": corpus.data_digest(docs),
         "split": {"rule": corpus.SPLIT_RULE, "seed": config.seed,
                   "holdout_percent": config.holdout_percent},
         "library_versions": library_versions(),
-        "trained_at": trained_at(),
+        "trained_at": config.trained_at,
     }
 
 
