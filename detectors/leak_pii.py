@@ -37,9 +37,11 @@ IBAN_WORDS = keywords(
 )
 
 # Not inside words, decimals, phone numbers (+), URL paths (/) or longer digit groups.
-_CARD = re.compile(r"(?<![\w.+/-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?![\w-])")
-_SSN = re.compile(r"(?<![\w./-])(\d{3})([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}")
+# Each pattern starts with a plain character class (the lookbehind comes after the first
+# character) so that ``re`` can skip quickly to candidate positions.
+_CARD = re.compile(r"\d(?<![\w.+/-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?![ -]?\d)(?![\w-])")
+_SSN = re.compile(r"(\d(?<![\w./-]\d)\d\d)([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){10,32}")
 
 
 def cards(doc: Text) -> Iterator[Match]:

@@ -138,13 +138,16 @@ def api_tokens(doc: Text) -> Iterator[Match]:
         yield Match("api_token", token, f"{shown}****{token[-4:]}", HIGH, kind)
 
 
-_PASSWORD = re.compile(
-    r"(?<![A-Za-z0-9])(?P<kw>(?:[A-Za-z0-9]+[_-])*(?:pass(?:word|wd|wort|phrase)|pwd|pw"
-    r"|kennwort|wachtwoord|senha|contrase(?:ñ|n)a|mot de passe"
-    r"|(?:client|app|api|shared|access)[_ -]?secret|secret[_-]?key))"
-    r"(?:[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?)[ \t]*(?:\r?\n[ \t]*)?(?P<value>\S{1,100})",
-    re.IGNORECASE,
+# Found in the lower-cased text first (cheap), then the separator and value are matched after it.
+_PASSWORD_WORD = re.compile(
+    r"p(?:ass(?:word|wd|wort|phrase)|wd|w)|kennwort|wachtwoord|senha|contrase(?:ñ|n)a"
+    r"|mot de passe|secret(?:[_-]?key)?"
 )
+_PASSWORD_VALUE = re.compile(
+    r"(?:[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?)[ \t]*(?:\r?\n[ \t]*)?(\S{1,100})"
+)
+_SECRET_OWNER = re.compile(r"(?:client|app|api|shared|access)[_ -]?$")
+_KEY_PREFIX = re.compile(r"[a-z0-9]+[_-]$")
 _URL_CREDENTIALS = re.compile(
     r"(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{1,15})://[^\s:/@]{1,64}:"
     r"(?P<value>[^\s:/@]{1,128})@[A-Za-z0-9.-]+"
@@ -160,13 +163,21 @@ _STRIP = ".,;:)]}>\"'`"
 
 
 def passwords(doc: Text) -> Iterator[Match]:
-    text = doc.text
-    for m in _PASSWORD.finditer(text):
-        value = m.group("value").strip(_STRIP).lstrip("\"'`(")
-        confidence = password_confidence(value, doc.settings.placeholders)
+    text, lower = doc.text, doc.lower
+    for hit in _PASSWORD_WORD.finditer(lower):
+        start, word = hit.start(), hit.group()
+        if start and lower[start - 1].isalnum():
+            continue
+        if word == "secret" and not _SECRET_OWNER.search(lower, max(0, start - 8), start):
+            continue
+        value = _PASSWORD_VALUE.match(text, hit.end())
+        if value is None:
+            continue
+        confidence = password_confidence(_clean(value.group(1)), doc.settings.placeholders)
         if confidence is not None:
-            keyword = m.group("kw").lower()[:30]
-            yield Match("password", value, f"{keyword}: ****", confidence, keyword)
+            prefix = _KEY_PREFIX.search(lower, max(0, start - 12), start)
+            keyword = (prefix.group() if prefix else "") + word
+            yield Match("password", _clean(value.group(1)), f"{keyword}: ****", confidence, keyword)
     if "://" in text:
         for m in _URL_CREDENTIALS.finditer(text):
             value = m.group("value")
@@ -174,6 +185,10 @@ def passwords(doc: Text) -> Iterator[Match]:
             if confidence is not None:
                 scheme = m.group("scheme").lower()[:15]
                 yield Match("password", value, f"{scheme}://****:****@…", confidence, "url")
+
+
+def _clean(value: str) -> str:
+    return value.strip(_STRIP).lstrip("\"'`(")
 
 
 def password_confidence(value: str, extra: frozenset[str] = frozenset()) -> Confidence | None:

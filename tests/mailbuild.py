@@ -125,3 +125,37 @@ def mark_encrypted(archive: bytes) -> bytes:
             data[at + flag_offset] |= 0x01
             start = at + 4
     return bytes(data)
+
+
+def luhn_complete(payload: str) -> str:
+    """``payload`` plus its Luhn check digit (an implementation independent of the validators)."""
+    total = 0
+    for i, char in enumerate(reversed(payload)):
+        d = int(char) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return payload + str((10 - total % 10) % 10)
+
+
+def iban_complete(country: str, bban: str) -> str:
+    """An IBAN with correct ISO 7064 check digits for ``country`` + ``bban``."""
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+def der_body(size: int = 600, seed: int = 1) -> str:
+    """Base64 of a DER SEQUENCE of ``size`` pseudo-random bytes, wrapped at 64 columns."""
+    import base64
+    import random
+
+    rng = random.Random(seed)
+    head = bytes([0x30, 0x82, size >> 8, size & 0xFF])
+    raw = head + bytes(rng.randrange(256) for _ in range(size))
+    text = base64.b64encode(raw).decode()
+    return "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
+
+
+def random_token(alphabet: str, length: int, seed: int) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return "".join(rng.choice(alphabet) for _ in range(length))
