@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 # Module names under mailwarden.detectors that register detectors when imported.
-BUILTIN: tuple[str, ...] = ("testmarker", "content", "leak")
+BUILTIN: tuple[str, ...] = ("testmarker", "content", "leak", "sending")
 
 
 def load_builtin() -> None:

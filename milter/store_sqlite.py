@@ -97,9 +97,8 @@ class SqliteStore:
             if update.flagged_at is None:
                 conn.execute("DELETE FROM flagged WHERE key = ?", (key,))
             else:
-                conn.execute(
-                    "INSERT OR REPLACE INTO flagged(key, at) VALUES (?, ?)", (key, update.flagged_at)
-                )
+                conn.execute("INSERT OR REPLACE INTO flagged(key, at) VALUES (?, ?)",
+                             (key, update.flagged_at))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
