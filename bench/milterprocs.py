@@ -104,9 +104,11 @@ def stop(proc: subprocess.Popen[bytes], spec: str | None = None, grace: float = 
 
 @contextlib.contextmanager
 def running(command: Sequence[str], spec: str, log: Path | None = None,
-            ready_timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+            ready_timeout: float = 60.0, grace: float = 10.0,
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """The started milter; stopped on exit (libmilter takes up to 5 s to notice SIGTERM)."""
     proc = start(command, spec, log, ready_timeout)
     try:
         yield proc
     finally:
-        stop(proc, spec)
+        stop(proc, spec, grace)

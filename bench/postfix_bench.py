@@ -2,7 +2,7 @@
 
 The last layer of the bench harness: for each case (no milter, the no-op milter, the target milter;
 on a unix socket by default, ``--transports unix,inet`` for both) it starts a throwaway Postfix on
-loopback (``postfix_instance.py``: private config and queue, every transport ``discard:``) with
+loopback (``postfix_sandbox.py``: private config and queue, every transport ``discard:``) with
 ``smtpd_milters`` pointing at that case's milter, then times ``smtp-source -s 16 -m N`` sending one
 message file, ``--rounds`` times interleaved, and prints medians of messages/s and the milter's CPU
 per message, with the ratio to the no-milter run. Needs root. The target is any milter command
@@ -24,9 +24,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from milterprocs import builtin_command, running, socket_spec
+from postfix_sandbox import PostfixInstance, start
 from procstat import ProcessSampler
-
-from postfix_instance import PostfixInstance, start
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 

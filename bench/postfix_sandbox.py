@@ -1,6 +1,6 @@
 """A throwaway Postfix instance on loopback, for end-to-end benchmarks and tests.
 
-Used by ``postfix_bench.py`` (and reusable by ``tests/postfix_instance.py``): ``start()`` writes a
+Used by ``postfix_bench.py`` and ``tests/test_bench_postfix.py``: ``start()`` writes a
 private ``config_directory`` (its own ``main.cf``/``master.cf``, no chroot), ``queue_directory``,
 ``data_directory`` and ``maillog_file`` under a temp dir, listens on ``127.0.0.1:PORT`` only,
 relays nothing (mail from 127.0.0.0/8 is accepted and every transport is ``discard:``, so the MTA
