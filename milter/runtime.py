@@ -92,6 +92,7 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
 def run(config_path: str | None, overrides: dict[str, object], umask: int = 0o007) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     runtime = Runtime(config_path, overrides, Metrics())
+    runtime.metrics.watch(runtime)  # scrape-time gauges of the current engine's detectors
     config = runtime.engine.config
     if config.metrics.enabled:
         runtime.metrics.serve(config.metrics.address, config.metrics.port)
