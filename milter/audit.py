@@ -1,0 +1,188 @@
+"""The audit log: one JSON line per scored message, for long-term analysis and `mailwarden report`.
+
+A decision sink (section ``[audit]``, on by default): after every final decision of the daemon it
+appends one JSON object: queue ID, reference, time, direction, mode, verdict and applied action,
+scores, finding types with counts and confidence, sender and recipient *domains*, the sender
+identity as a keyed hash (or in clear, or not at all, as configured), and the versions of the
+loaded models. Never a subject, content, evidence fragment or recipient address. Lines are written
+with one ``write()`` on an ``O_APPEND`` descriptor under a lock, so concurrent scanner threads and
+a reloaded engine's second sink never interleave; the file is reopened when its inode changes, so
+logrotate may move it away (``create``) or truncate it (``copytruncate``). Default path:
+``<state_dir>/audit.jsonl`` (``/var/lib/mailwarden/audit.jsonl`` when packaged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailwarden.keyfile import derive, install_secret, keyed_hash
+from mailwarden.message import Message, domain_of
+from mailwarden.metrics import ANOMALY_TYPE, Metrics, ModelInfo, anomaly_reasons
+from mailwarden.options import Options
+from mailwarden.sinks import register_sink
+from mailwarden.verdict import Decision, Finding
+
+if TYPE_CHECKING:
+    from mailwarden.config import Config
+
+log = logging.getLogger("mailwarden.audit")
+
+SCHEMA = 1
+SENDER_MODES = ("hashed", "clear", "none")
+MAX_DOMAINS = 50
+LOG_EVERY_SECONDS = 60.0
+
+
+class AuditFile:
+    """Append-only JSON-lines file, safe under threads, reopened after rotation."""
+
+    def __init__(self, path: Path, mode: int = 0o640):
+        self.path = path
+        self._mode = mode
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._ident: tuple[int, int] | None = None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        with self._lock:
+            self._open()
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self._mode)
+        st = os.fstat(fd)
+        self._fd, self._ident = fd, (st.st_dev, st.st_ino)
+
+    def _rotated(self) -> bool:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ident
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=True,
+                           sort_keys=False) + "\n").encode("ascii")
+        with self._lock:
+            if self._fd is None or self._rotated():
+                self._open()
+            assert self._fd is not None
+            written = os.write(self._fd, line)
+            if written != len(line):  # only on a full disk; never leave half a line behind
+                raise OSError(f"short write to {self.path} ({written} of {len(line)} bytes)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def finding_rows(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
+    """Findings grouped by detector and type: counts and the highest confidence, no evidence."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in findings:
+        row = rows.setdefault((f.detector, f.type), {
+            "detector": f.detector, "type": f.type, "count": 0, "confidence": f.confidence.value,
+            "score": 0.0})
+        row["count"] += f.count
+        row["score"] = round(row["score"] + f.score, 4)
+        if f.confidence.rank > ("low", "medium", "high").index(row["confidence"]):
+            row["confidence"] = f.confidence.value
+        if f.type == ANOMALY_TYPE:
+            row["reasons"] = list(anomaly_reasons(f))
+    return list(rows.values())
+
+
+def audit_record(message: Message, decision: Decision, sender: str | None,
+                 models: dict[str, ModelInfo], now: float | None = None) -> dict[str, Any]:
+    env = message.envelope
+    at = env.received_at or (time.time() if now is None else now)
+    domains = sorted({d for d in (domain_of(r) for r in env.recipients) if d})
+    record: dict[str, Any] = {
+        "v": SCHEMA,
+        "time": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
+        "queue_id": env.queue_id, "ref": decision.ref, "direction": env.direction.value,
+        "mode": decision.mode, "verdict": decision.verdict.value,
+        "action": decision.action.value, "score": round(decision.score, 4),
+        "scores": {k: round(v, 4) for k, v in sorted(decision.scores.items())},
+        "findings": finding_rows(decision.findings),
+        "sender_domain": domain_of(env.mail_from),
+        "authenticated": bool(env.auth_user),
+        "recipients": len(env.recipients),
+        "recipient_domains": domains[:MAX_DOMAINS],
+        "size": message.size, "truncated": message.truncated,
+        "seconds": round(decision.seconds, 4),
+        "reasons": list(decision.reasons), "errors": list(decision.errors),
+        "models": {name: {"model": m.model, "version": m.version, "trained": m.trained}
+                   for name, m in sorted(models.items())},
+    }
+    if sender is not None:
+        record["sender"] = sender
+    return record
+
+
+class AuditSink:
+    name = "audit"
+
+    def __init__(self, file: AuditFile, sender_mode: str, key: bytes | None, metrics: Metrics):
+        self.file = file
+        self._sender_mode = sender_mode
+        self._key = key
+        self._metrics = metrics
+        self._last_error = -LOG_EVERY_SECONDS
+        self._error_lock = threading.Lock()
+
+    def sender(self, message: Message) -> str | None:
+        identity = message.envelope.sender_identity
+        if self._sender_mode == "none" or not identity:
+            return None
+        if self._sender_mode == "clear" or self._key is None:
+            return identity
+        return keyed_hash(self._key, identity)
+
+    def handle(self, message: Message, decision: Decision) -> None:
+        record = audit_record(message, decision, self.sender(message), self._metrics.models())
+        try:
+            self.file.append(record)
+        except OSError as exc:
+            self._metrics.audit_records.labels("failed").inc()
+            self._log_failure(exc)
+            return
+        self._metrics.audit_records.labels("written").inc()
+
+    def _log_failure(self, exc: OSError) -> None:
+        now = time.monotonic()
+        with self._error_lock:
+            if now - self._last_error < LOG_EVERY_SECONDS:
+                return
+            self._last_error = now
+        log.error("audit log %s not written: %s", self.file.path, exc)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@register_sink("audit")
+def build(options: Options, config: Config, metrics: Metrics) -> AuditSink | None:
+    enabled = options.get_bool("enabled", True)
+    path = options.get_str("path", "")
+    sender_mode = options.get_str("senders", "hashed", SENDER_MODES)
+    key_file = options.get_str("key_file", "")
+    options.finish()
+    if not enabled:
+        return None
+    key = None
+    if sender_mode == "hashed":
+        key = derive(install_secret(Path(key_file) if key_file else
+                                    config.state_dir / "mailwarden.key"), "audit-sender")
+    file = AuditFile(Path(path) if path else config.state_dir / "audit.jsonl")
+    return AuditSink(file, sender_mode, key, metrics)
