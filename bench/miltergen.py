@@ -41,6 +41,7 @@ class LoadConfig:
     per_connection: int = 1
     timeout: float = 30.0
     auth: str = "sender"
+    tcp_nodelay: bool = False
     pid: int | None = None
     measure_process: bool = True
     settings_extra: dict[str, object] = field(default_factory=dict)
@@ -88,7 +89,7 @@ class Worker:
         self.config, self.messages, self.dispatcher = config, messages, dispatcher
         self.run_id = run_id
         self.result = WorkerResult()
-        self.client = ClientInfo(auth=config.auth)
+        self.client = ClientInfo(auth=config.auth, tcp_nodelay=config.tcp_nodelay)
         self.negotiated: dict[str, object] | None = None
 
     def run(self) -> None:
@@ -182,6 +183,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pid", type=int, help="milter process (default: found from the socket)")
     p.add_argument("--no-process", action="store_true", help="do not read the milter's /proc")
     p.add_argument("--timeout", type=float, default=30.0, help="per-reply timeout, seconds")
+    p.add_argument("--tcp-nodelay", action="store_true",
+                   help="disable Nagle on inet sockets (Postfix does not)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)
 
@@ -192,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = LoadConfig(socket=args.socket, concurrency=args.concurrency, messages=args.messages,
                         seconds=args.seconds, per_connection=args.per_connection,
                         timeout=args.timeout, auth=args.auth, pid=args.pid,
+                        tcp_nodelay=args.tcp_nodelay,
                         measure_process=not args.no_process)
     if args.warmup:
         warm = LoadConfig(**{**asdict(config), "messages": args.warmup, "seconds": None,

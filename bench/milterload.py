@@ -94,6 +94,7 @@ class ClientInfo:
     client_addr: str = "127.0.0.1"
     helo: str = "bench-client.localdomain"
     auth: str = "sender"  # "none", "sender" ({auth_authen} = envelope sender) or a fixed login
+    tcp_nodelay: bool = False  # Postfix keeps Nagle on and writes each flush at once
 
 
 # Postfix 3.7 default milter_*_macros, plus {client_addr}/{client_name} at connect time.

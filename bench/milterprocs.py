@@ -80,8 +80,11 @@ def start(command: Sequence[str], spec: str, log: Path | None = None,
             out.close()  # type: ignore[union-attr]
     try:
         wait_ready(spec, proc, ready_timeout)
-    except BaseException:
+    except BaseException as exc:
         stop(proc, spec)
+        tail = log.read_text(errors="replace").splitlines()[-5:] if log else []
+        if tail and isinstance(exc, RuntimeError | TimeoutError):
+            raise type(exc)(f"{exc}; {log} ends with:\n" + "\n".join(tail)) from exc
         raise
     return proc
 

@@ -192,7 +192,7 @@ def parse_socket(spec: str) -> tuple[int, str | tuple[str, int]]:
 class Channel:
     """One MTA-to-milter connection: buffered writes, flushed when a reply is read."""
 
-    def __init__(self, spec: str, timeout: float) -> None:
+    def __init__(self, spec: str, timeout: float, nodelay: bool = False) -> None:
         family, address = parse_socket(spec)
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
@@ -201,7 +201,7 @@ class Channel:
         except OSError:
             self.sock.close()
             raise
-        if family != socket.AF_UNIX:
+        if nodelay and family != socket.AF_UNIX:  # Postfix leaves Nagle on (one big write)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
         self.pending: list[bytes] = []

@@ -75,10 +75,11 @@ def build_report(settings: dict[str, object], results: Sequence[WorkerResult], w
         tally.merge(r.tally)
     done = len(outcomes)
     counts = outcome_counts(outcomes)
+    errors = sum(counts["error_types"].values())
     return {
-        "settings": settings, "messages": done,
-        "errors": sum(counts["error_types"].values()), "wall_seconds": round(wall, 3),
-        "messages_per_second": round(done / wall, 2) if wall else 0.0,
+        "settings": settings, "messages": done, "errors": errors, "wall_seconds": round(wall, 3),
+        # Throughput counts messages that got a verdict; failed attempts are only in "errors".
+        "messages_per_second": round((done - errors) / wall, 2) if wall else 0.0,
         "latency_ms": latency_summary(latencies), **counts,
         "commands_sent": dict(tally.sent), "replies_read": dict(tally.replies),
         "negotiated": negotiated or {},

@@ -87,7 +87,7 @@ class Session:
     # -- connection --------------------------------------------------------------------------
     def open(self) -> None:
         """Connect, negotiate, and send CONNECT and HELO."""
-        self.channel = Channel(self.spec, self.timeout)
+        self.channel = Channel(self.spec, self.timeout, self.client.tcp_nodelay)
         self._send(OPTNEG, optneg_payload())
         reply = self.channel.read_reply()
         self.tally.replies["OPTNEG"] += 1

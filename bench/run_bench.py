@@ -1,7 +1,7 @@
 """Benchmark a milter against the no-op pymilter ceiling: interleaved runs, medians, ratios.
 
-The top of the bench harness. It starts the no-op milter (``noop_milter.py``) and the target on a
-unix and an inet socket each, warms each one up, then runs the load generator
+The top of the bench harness. For each transport (unix, then inet socket) it starts the no-op milter
+(``noop_milter.py``) and the target, warms both up, then runs the load generator
 (``miltergen.run_load``) against them in turn, ``--rounds`` times (3), alternating the order every
 round so that drift in the machine's load hits both alike, and prints the medians per milter and
 transport and the target/noop ratios. The target is any milter command with ``{socket}`` in it,
@@ -51,32 +51,35 @@ def medians(reports: Sequence[dict[str, object]]) -> dict[str, float]:
 
 def run_series(args: argparse.Namespace, milters: dict[str, list[str]],
                messages: Sequence[PreparedMessage], workdir: Path) -> dict[str, object]:
-    """Start every (milter, transport), then interleave the measured runs."""
+    """Per transport: start both milters, warm them up, interleave the measured runs, stop them.
+
+    One transport at a time, so a target that binds a fixed port of its own (a metrics
+    exporter) never runs twice at once."""
     runs: dict[str, list[dict[str, object]]] = {}
-    with ExitStack() as stack:
-        sockets = {}
-        for transport in args.transports:
+    for transport in args.transports:
+        with ExitStack() as stack:
+            sockets = {}
             for name, command in milters.items():
                 spec = socket_spec(transport, workdir, f"{name}-{transport}")
                 stack.enter_context(running(command, spec, workdir / f"{name}-{transport}.log",
                                             args.ready_timeout))
-                sockets[name, transport] = spec
-                warm = LoadConfig(socket=spec, concurrency=args.concurrency,
-                                  messages=args.warmup, measure_process=False)
-                run_load(warm, messages)
-        for round_no in range(args.rounds):
-            order = list(milters) if round_no % 2 == 0 else list(reversed(milters))
-            for transport in args.transports:
+                sockets[name] = spec
+                run_load(LoadConfig(socket=spec, concurrency=args.concurrency,
+                                    messages=args.warmup, measure_process=False), messages)
+            for round_no in range(args.rounds):
+                order = list(milters) if round_no % 2 == 0 else list(reversed(milters))
                 for name in order:
-                    config = LoadConfig(socket=sockets[name, transport],
-                                        concurrency=args.concurrency, messages=args.messages,
-                                        seconds=None if args.messages else args.seconds,
-                                        per_connection=args.per_connection)
-                    report = run_load(config, messages)
+                    report = run_load(_config(args, sockets[name]), messages)
                     runs.setdefault(f"{name}/{transport}", []).append(report)
                     print(f"round {round_no + 1} {name}/{transport}: "
                           f"{report['messages_per_second']} msg/s", file=sys.stderr)
     return summarise(runs, list(milters), args.transports)
+
+
+def _config(args: argparse.Namespace, spec: str) -> LoadConfig:
+    return LoadConfig(socket=spec, concurrency=args.concurrency, messages=args.messages,
+                      seconds=None if args.messages else args.seconds,
+                      per_connection=args.per_connection)
 
 
 def summarise(runs: dict[str, list[dict[str, object]]], names: list[str],
