@@ -164,9 +164,13 @@ class OrgPrior:
             var = sum((v + (m - mean) ** 2) * c for (m, v), c in rows) / total
             stats[key] = (float(mean), float(var))
         human = np.average(np.array([p.human for p in used]), axis=0, weights=w)
-        floor = 0.2 / 24
         return cls(
-            hours=tuple(float(max(v, floor)) for v in hours / hours.sum()),
-            wdays=tuple(float(max(v, 0.2 / 7)) for v in wdays / wdays.sum()),
+            hours=_floored(hours, 0.2 / 24), wdays=_floored(wdays, 0.2 / 7),
             stats=stats, human=tuple(float(v) for v in human), weight=weight,
         )
+
+
+def _floored(shares: np.ndarray, floor: float) -> tuple[float, ...]:
+    """Shares with a floor (no hour is impossible for the org), renormalised to sum to 1."""
+    out = np.maximum(shares / shares.sum(), floor)
+    return tuple(float(v) for v in out / out.sum())

@@ -14,6 +14,7 @@ Message-ID, In-Reply-To for replies, a base64 attachment of about the stated siz
 from __future__ import annotations
 
 import base64
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Iterable
@@ -106,8 +107,10 @@ def _messages(kind: str, v: _Victim, start: float, rng: random.Random,
 
 
 def _at_hour(start: float, hour: float, tz: ZoneInfo) -> float:
+    """The first time at ``hour`` (local) not before ``start``."""
     day = datetime.fromtimestamp(start, tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (day + timedelta(hours=hour)).timestamp()
+    at = (day + timedelta(hours=hour)).timestamp()
+    return at if at >= start else (day + timedelta(days=1, hours=hour)).timestamp()
 
 
 def inject(events: list[SendEvent], seed: int, split_at: float, per_kind: int = 10,
@@ -133,12 +136,21 @@ def inject(events: list[SendEvent], seed: int, split_at: float, per_kind: int = 
 
 
 def write_mbox(path: Path, history: Iterable[Labeled | SendEvent], *,
-               attachment_cap: int = 1_000_000) -> int:
-    """Write ``history`` as an mbox (label in ``X-Scenario`` when set); returns messages written."""
+               attachment_cap: int = 1_000_000, size_scale: float = 1.0) -> int:
+    """Write ``history`` as an mbox (label in ``X-Scenario`` when set); returns messages written.
+
+    ``size_scale`` shrinks every message and attachment alike (the size features compare a
+    message with the sender's usual, so ratios are what matters) to keep test files small.
+    """
     count = 0
     with Path(path).open("wb") as out:
         for item in history:
             labeled = item if isinstance(item, Labeled) else Labeled(item)
+            if size_scale != 1.0:
+                ev = labeled.event
+                labeled = dataclasses.replace(labeled, event=dataclasses.replace(
+                    ev, size=int(ev.size * size_scale), attach_bytes=int(ev.attach_bytes *
+                                                                         size_scale)))
             out.write(b"From mailwarden-scenarios Thu Jan  1 00:00:00 1970\n")
             out.write(_render(labeled, count, attachment_cap))
             out.write(b"\n")
@@ -166,3 +178,19 @@ def _render(item: Labeled, number: int, cap: int) -> bytes:
             "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
             f'Content-Disposition: attachment; filename="a.bin"\n\n{data}--b--\n')
     return ("\n".join(head) + "\n\n" + body).encode("ascii")
+
+
+def write_scenario_mbox(path: Path, seed: int = 1, senders: int = 12, days: int = 30,
+                        per_kind: int = 2, size_scale: float = 0.05) -> list[Labeled]:
+    """A synthetic organisation's history with injected scenarios in its last 30%, as an mbox.
+
+    For end-to-end tests of ``replay``: every injected message has an ``X-Scenario`` header
+    (kind, scenario id, position); sizes are scaled by ``size_scale`` (about 40 MB at the
+    defaults); returns the written history in order.
+    """
+    from mailwarden.sending_data import synthetic_history
+
+    events = synthetic_history(seed, senders=senders, days=days)
+    history = inject(events, seed, events[int(len(events) * 0.7)].at, per_kind)
+    write_mbox(path, history, size_scale=size_scale)
+    return history

@@ -140,7 +140,7 @@ def synthetic_history(seed: int, senders: int = 40, days: int = 60, timezone: st
     """Normal traffic of a small organisation, reproducible from ``seed``."""
     tz = ZoneInfo(timezone)
     first = (start or datetime(2024, 1, 1)).replace(tzinfo=tz)
-    staff = [f"user{i}@{domain}" for i in range(senders * 3)]
+    staff = [f"user{i}@{domain}" for i in range(max(senders * 3, 60))]
     partners = [f"partner{i}.example.com" for i in range(30)]
     events: list[SendEvent] = []
     for i in range(senders):
