@@ -59,7 +59,10 @@ class ContentDetector(BaseDetector):
         self._text = text
 
     def tokens(self, message: Message) -> list[str]:
-        return message.memo(TOKENS_MEMO, lambda: self._prep.tokens(self._text(message)))
+        # The text is computed outside memo(): Message.memo holds a non-reentrant lock while it
+        # computes, and extract() memoises on the same message.
+        text = self._text(message)
+        return message.memo(TOKENS_MEMO, lambda: self._prep.tokens(text))
 
     def analyse(self, message: Message) -> DetectorResult:
         tokens = self.tokens(message)
