@@ -16,7 +16,8 @@ import io
 import re
 import zlib
 
-from mailwarden.detectors.extract import Collector, decode_text, html_to_text
+from mailwarden.detectors.decoding import decode_text, html_to_text
+from mailwarden.detectors.extract import Collector
 
 TEXT_EXTENSIONS = (
     ".txt", ".csv", ".tsv", ".log", ".json", ".xml", ".md", ".ini", ".conf", ".cfg", ".yaml",

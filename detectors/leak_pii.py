@@ -40,7 +40,9 @@ IBAN_WORDS = keywords(
 # Each pattern starts with a plain character class (the lookbehind comes after the first
 # character) so that ``re`` can skip quickly to candidate positions.
 _CARD = re.compile(r"\d(?<![\w.+/-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?![ -]?\d)(?![\w-])")
-_SSN = re.compile(r"(\d(?<![\w./-]\d)\d\d)([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
+_SSN = re.compile(r"(\d(?<![\w./#-]\d)\d\d)([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
+# A 9-digit run without dashes is an SSN only with the keyword close by (same phrase).
+SSN_TIGHT_WINDOW = 50
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){10,32}")
 
 
@@ -70,11 +72,9 @@ def ssns(doc: Text) -> Iterator[Match]:
         digits = m.group(1) + m.group(3) + m.group(4)
         if not valid_ssn(digits):
             continue
-        keyword = doc.near(SSN_WORDS, m.start(), m.end())
-        dashed = m.group(2) == "-"
-        if dashed:
-            confidence = HIGH if keyword else LOW
-        elif keyword:
+        if m.group(2) == "-":
+            confidence = HIGH if doc.near(SSN_WORDS, m.start(), m.end()) else LOW
+        elif doc.near(SSN_WORDS, m.start(), m.end(), SSN_TIGHT_WINDOW):
             confidence = MEDIUM
         else:
             continue

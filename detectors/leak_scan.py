@@ -55,9 +55,11 @@ class Text:
         self.lower = text.translate(_ASCII_LOWER)
         self.settings = settings
 
-    def near(self, pattern: re.Pattern[str], start: int, end: int) -> bool:
+    def near(
+        self, pattern: re.Pattern[str], start: int, end: int, window: int | None = None
+    ) -> bool:
         """A supporting keyword within the proximity window before or after [start, end)."""
-        window = self.settings.proximity
+        window = self.settings.proximity if window is None else min(window, self.settings.proximity)
         return pattern.search(self.lower, max(0, start - window), end + window) is not None
 
 

@@ -73,7 +73,7 @@ def aws_keys(doc: Text) -> Iterator[Match]:
     window = doc.settings.proximity
     for m in _AWS_ID.finditer(text):
         key_id = m.group()
-        if "EXAMPLE" in key_id or not random_looking(key_id[4:], 2.5):
+        if "EXAMPLE" in key_id or shannon_entropy(key_id[4:]) < 2.5:
             continue
         nearby = _AWS_SECRET.finditer(text, max(0, m.start() - window), m.end() + window)
         secret = any(_aws_secret_plausible(s.group()) for s in nearby)
@@ -143,8 +143,10 @@ _PASSWORD_WORD = re.compile(
     r"p(?:ass(?:word|wd|wort|phrase)|wd|w)|kennwort|wachtwoord|senha|contrase(?:ñ|n)a"
     r"|mot de passe|secret(?:[_-]?key)?"
 )
+# After the keyword: "password: v", "password = v", "password is v", JSON/YAML keys
+# ("password": "v"), an XML element (<password>v</password>); the value may be on the next line.
 _PASSWORD_VALUE = re.compile(
-    r"(?:[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?)[ \t]*(?:\r?\n[ \t]*)?(\S{1,100})"
+    r"(?:[\"']{0,2}[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?|(>))[ \t]*(?:\r?\n[ \t]*)?([^\s<]{1,100})"
 )
 _SECRET_OWNER = re.compile(r"(?:client|app|api|shared|access)[_ -]?$")
 _KEY_PREFIX = re.compile(r"[a-z0-9]+[_-]$")
@@ -159,6 +161,8 @@ PLACEHOLDERS = frozenset({
     "notset", "not_set", "undefined", "default", "foobar", "placeholder", "sample", "test123",
 })
 _FILLER = re.compile(r"[*xX.#•_=~-]+|(.)\1+")
+# Templates and paths, not values: <pw>, {{ var }}, [hidden], ${VAR}, $VAR, %s, %(pw)s, %VAR%, /path
+_TEMPLATE = re.compile(r"[<{\[(/~\\]|\$\{|\$[A-Za-z_]\w*$|%(?:\(\w+\))?[sd]$|%\w+%$")
 _STRIP = ".,;:)]}>\"'`"
 
 
@@ -171,13 +175,13 @@ def passwords(doc: Text) -> Iterator[Match]:
         if word == "secret" and not _SECRET_OWNER.search(lower, max(0, start - 8), start):
             continue
         value = _PASSWORD_VALUE.match(text, hit.end())
-        if value is None:
-            continue
-        confidence = password_confidence(_clean(value.group(1)), doc.settings.placeholders)
+        if value is None or (value.group(1) and lower[start - 1 : start] != "<"):
+            continue  # ">" only closes an opening tag: <password>value</password>
+        confidence = password_confidence(_clean(value.group(2)), doc.settings.placeholders)
         if confidence is not None:
             prefix = _KEY_PREFIX.search(lower, max(0, start - 12), start)
             keyword = (prefix.group() if prefix else "") + word
-            yield Match("password", _clean(value.group(1)), f"{keyword}: ****", confidence, keyword)
+            yield Match("password", _clean(value.group(2)), f"{keyword}: ****", confidence, keyword)
     if "://" in text:
         for m in _URL_CREDENTIALS.finditer(text):
             value = m.group("value")
@@ -196,7 +200,7 @@ def password_confidence(value: str, extra: frozenset[str] = frozenset()) -> Conf
     folded = value.casefold()
     if not 6 <= len(value) <= 64 or folded in PLACEHOLDERS or folded in extra:
         return None
-    if _FILLER.fullmatch(value) or value[0] in "<{[$%(/~\\" or "://" in value:
+    if _FILLER.fullmatch(value) or _TEMPLATE.match(value) or "://" in value:
         return None
     if re.fullmatch(r"[^@\s]+@[\w-]+\.[\w.-]+", value):  # an e-mail address
         return None

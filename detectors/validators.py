@@ -193,7 +193,7 @@ def char_classes(text: str) -> int:
 
 
 def random_looking(text: str, min_entropy: float) -> bool:
-    """A machine-made secret: enough entropy, digits or mixed case, no long single-char run."""
-    if shannon_entropy(text) < min_entropy or re.search(r"(.)\1{5,}", text):
+    """A machine-made secret: enough entropy, digits or mixed case, no run of 8 equal chars."""
+    if shannon_entropy(text) < min_entropy or re.search(r"(.)\1{7,}", text):
         return False
     return any(c.isdigit() for c in text) or char_classes(text) >= 2

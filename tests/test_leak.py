@@ -181,6 +181,13 @@ def test_vendor_tokens(token: str, kind: str) -> None:
     assert f.evidence.endswith(token[-4:]) and token not in f.evidence
 
 
+def test_random_bodies_with_runs_or_without_digits_still_count() -> None:
+    slack = "xoxb-10305267771-932772888888-" + random_token(ALNUM, 24, 15)
+    assert only(f"token {slack}", "api_token").confidence is Confidence.HIGH
+    letters_only = "AKIA" + random_token("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 16, 16)
+    assert only(f"key {letters_only}", "aws_access_key")
+
+
 def test_jwt_confidence() -> None:
     assert only(f"Authorization: Bearer {JWT}", "api_token").confidence is Confidence.HIGH
     assert only(f"here {JWT} ok", "api_token").confidence is Confidence.MEDIUM
@@ -196,6 +203,10 @@ def test_jwt_confidence() -> None:
     ("pw: 83920174", Confidence.LOW),
     ("Kennwort: sommer2024", Confidence.MEDIUM),
     ("dsn postgres://app:Xy7kq2Pzz9@db.internal/prod", Confidence.HIGH),
+    ('{"user": "svc", "password": "Xy7!kq2Pzz"}', Confidence.HIGH),
+    ("db:\n  password: 'Xy7!kq2Pzz'\n", Confidence.HIGH),
+    ("<login><password>Xy7!kq2Pzz</password></login>", Confidence.HIGH),
+    ("Password: %C6NQJUadk", Confidence.HIGH),  # a leading % is not a template by itself
 ])
 def test_passwords(body: str, confidence: Confidence) -> None:
     f = only(body, "password")
@@ -232,6 +243,10 @@ LOOKALIKES = [
     "password: ******** pwd=${DB_PASS} password: <password> Password: changeme",
     "Password: Required. pwd=/home/jm/src password: your_password pass: hello",
     "passwd: {{ vault_password }} password = %s password: same-as-before@example.com",
+    "password: <your password>\nThanks for the update yesterday",
+    '{"password_hash": "Xy7!kq2Pzz", "passwordPolicy": "Xy7!kq2Pzz"}',
+    "SSN: see file.\n" + "x" * 60 + " order 536221234",  # bare digits, keyword not close
+    "SSN rules apply to order #536221234",
 ]
 
 
