@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -65,11 +66,11 @@ class ContentDetector(BaseDetector):
         return message.memo(TOKENS_MEMO, lambda: self._prep.tokens(text))
 
     def analyse(self, message: Message) -> DetectorResult:
-        tokens = self.tokens(message)
+        counts = Counter(self.tokens(message))
         scores: dict[str, float] = {}
         findings: list[Finding] = []
         for kind, model in self._models.items():
-            p = model.probability(tokens)
+            p = model.probability(counts)
             scores[kind] = p
             rule = self._rules[kind]
             if p > rule.threshold and rule.weight > 0:

@@ -18,7 +18,7 @@ import json
 import math
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +57,11 @@ class PortableModel:
             raise ModelFormatError(f"{self.name}: array shapes do not match {n} terms")
         object.__setattr__(self, "index", {t: i for i, t in enumerate(self.terms)})
 
-    def decision(self, tokens: Iterable[str]) -> float:
-        """The linear score ``x . w + bias`` for one token list."""
-        counts = Counter(i for i in map(self.index.get, tokens) if i is not None)
+    def decision(self, tokens: Iterable[str] | Mapping[str, int]) -> float:
+        """The linear score ``x . w + bias`` for a token list or a token -> count mapping."""
+        counted = tokens if isinstance(tokens, Mapping) else Counter(tokens)
+        counts = {i: n for i, n in ((self.index.get(t), n) for t, n in counted.items())
+                  if i is not None}
         if not counts:
             return self.bias
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
@@ -72,8 +74,8 @@ class PortableModel:
             return self.bias
         return float(np.dot(x / norm, self.weights[idx])) + self.bias
 
-    def probability(self, tokens: Iterable[str]) -> float:
-        """The probability of the positive class (spam, phishing, sensitive) for a token list."""
+    def probability(self, tokens: Iterable[str] | Mapping[str, int]) -> float:
+        """The positive-class probability (spam, phishing, sensitive) of tokens or counts."""
         z = self.slope * self.decision(tokens) + self.offset
         return _expit(z)
 
