@@ -70,16 +70,19 @@ def anomaly_reasons(finding: Finding) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out)) or (OTHER,)
 
 
-class _Detectors(Protocol):
+class _Engine(Protocol):
     @property
     def detectors(self) -> Sequence[Any]: ...
+
+    @property
+    def config(self) -> Any: ...
 
 
 class EngineSource(Protocol):
     """The runtime (or anything) that knows the current engine."""
 
     @property
-    def engine(self) -> _Detectors: ...
+    def engine(self) -> _Engine: ...
 
 
 class Metrics:
@@ -167,6 +170,8 @@ class Metrics:
             self.scan_seconds.labels(stage)
         for reason in (*ANOMALY_REASONS, OTHER):
             self.anomalies.labels(reason)
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
         for result in ("written", "failed"):
             self.audit_records.labels(result)
         for result in ("queued", "duplicate", "dropped"):
@@ -201,6 +206,7 @@ class Metrics:
             self.detector_enabled.clear()
             self.model_info.clear()
             for name, m in models.items():
+                self.detector_errors.labels(name)  # a zero series, so rates show 0 errors
                 self.detector_enabled.labels(name, "enabled").set(1)
                 self.model_info.labels(name, m.model, m.version, m.trained).set(1)
             for name, state in disabled:
@@ -220,7 +226,8 @@ class Metrics:
 
 
 class EngineCollector(Collector):  # type: ignore[misc]
-    """Scrape-time gauges of detectors that keep state: ``anomalous_senders()``, ``health()``."""
+    """Scrape-time gauges of the current engine: the scan budget, and of detectors that keep
+    state, ``anomalous_senders()`` and ``health()``."""
 
     def __init__(self, source: EngineSource):
         self._source = source
@@ -229,8 +236,10 @@ class EngineCollector(Collector):  # type: ignore[misc]
         yield from self._families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        anomalous, store_up = self._families()
-        for loaded in self._source.engine.detectors:
+        anomalous, store_up, budget = self._families()
+        engine = self._source.engine
+        budget.add_metric([], float(engine.config.milter.timeout_seconds))
+        for loaded in engine.detectors:
             detector = loaded.detector
             count = _probe(loaded.name, "anomalous_senders", detector)
             if count is not None:
@@ -240,9 +249,10 @@ class EngineCollector(Collector):  # type: ignore[misc]
                 store_up.add_metric([loaded.name], 1.0 if healthy > 0 else 0.0)
         yield anomalous
         yield store_up
+        yield budget
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(f"{NAMESPACE}_senders_anomalous",
                               "Senders whose latest message was anomalous (recent window)",
@@ -250,6 +260,8 @@ class EngineCollector(Collector):  # type: ignore[misc]
             GaugeMetricFamily(f"{NAMESPACE}_state_store_up",
                               "1 if the detector's state store answers, else 0",
                               labels=["detector"]),
+            GaugeMetricFamily(f"{NAMESPACE}_scan_budget_seconds",
+                              "Per-message time budget (milter.timeout_seconds)"),
         )
 
 

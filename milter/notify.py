@@ -4,11 +4,11 @@ A decision sink (section ``[notify]``, off by default). When the applied action 
 one of ``actions`` (quarantine and reject by default; with ``observe = true`` also what observe
 mode would have done), it builds an :class:`~mailwarden.alertmail.AlertEvent` (queue ID,
 reference, time, verdict, finding types with counts, confidence and masked fragments: never
-content, subject or attachments) and hands it to the :class:`~mailwarden.notify_queue.DigestQueue`,
-whose background thread sends rate-limited, deduplicated digests through the local MTA
-(``sendmail``) or an SMTP relay. Alert mail is signed (see :mod:`mailwarden.alertmail`) and
-:meth:`NotifySink.exempt` lets the engine pass an intact alert from our own address unscanned: a
-notification can never be held, notified about, and so on in a loop.
+content, subject or attachments) for :class:`~mailwarden.notify_queue.DigestQueue`, whose
+background thread sends rate-limited, deduplicated digests by SMTP to the local MTA (127.0.0.1:25
+by default) or a relay, or through ``sendmail(1)``. Alert mail is signed (see
+:mod:`mailwarden.alertmail`) and :meth:`NotifySink.exempt` lets the engine pass an intact alert
+from our own address unscanned: a notification is never held, notified about, and so on in a loop.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def _limits(options: Options) -> Limits:
 
 
 def _transport(options: Options) -> Transport:
-    kind = options.get_str("transport", "sendmail", ("sendmail", "smtp"))
+    # SMTP to the local MTA by default: sendmail(1) needs postdrop's setgid bit, which a unit
+    # with NoNewPrivileges=yes (as packaged) does not grant.
+    kind = options.get_str("transport", "smtp", ("smtp", "sendmail"))
     command = options.get_str_list("sendmail_command", ["/usr/sbin/sendmail", "-i"])
     host = options.get_str("smtp_host", "127.0.0.1")
     port = options.get_int("smtp_port", 25, minimum=1)

@@ -211,7 +211,7 @@ def test_adding_never_waits_for_a_stuck_relay_and_close_flushes() -> None:
 
 
 def notify_engine(tmp_path: Path, notify: str, mode: str = "enforce") -> Engine:
-    extra = "[notify]\nenabled = true\ntransport = \"smtp\"\nsmtp_port = 9\n" + notify
+    extra = "[notify]\nenabled = true\nsmtp_port = 9\n" + notify
     text = config_text(tmp_path, mode=mode, extra=extra)
     return Engine(load_config(tmp_path / "t.toml", text=text), Metrics())
 
