@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 # Module names under mailwarden.detectors that register detectors when imported.
-BUILTIN: tuple[str, ...] = ("testmarker", "content", "leak", "sending")
+BUILTIN: tuple[str, ...] = ("testmarker", "content", "leak", "sending", "allowlist")
 
 
 def load_builtin() -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailwarden.sinks")
 
 # Modules under mailwarden that register sinks when imported (each adds its section name).
-BUILTIN_SINKS: tuple[str, ...] = ("audit", "notify")
+BUILTIN_SINKS: tuple[str, ...] = ("audit", "notify", "quarantine")
 # Top-level config sections that belong to sinks (validated by the sink's factory).
 SINK_SECTIONS: tuple[str, ...] = ("audit", "notify", "quarantine")
 

@@ -1,0 +1,359 @@
+"""The quarantine store: why each message was held, what reviewers decided, and what they taught.
+
+One SQLite file, ``<state_dir>/quarantine.sqlite`` in WAL mode, shared by the daemon (the
+``quarantine`` sink writes a :class:`HeldRecord` per held message; the ``allowlist`` detector
+reads the allow list) and by ``mailwarden quarantine`` (review, expiry). It never holds message
+content or addresses: senders and recipients are keyed hashes (the key is a random salt made
+with the file), only domains are kept in clear. Tables (documented in docs/quarantine.md):
+``held`` (one row per held message), ``events`` (audit trail), ``counters`` (for metrics),
+``allow`` (reviewer allow list) and ``feedback`` (features and scores of reviewed messages,
+labelled ``false_positive`` or ``confirmed_leak``, for ``mailwarden train``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+FILENAME = "quarantine.sqlite"
+SCHEMA_VERSION = "1"
+ANY_SENDER = "*"
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS held (id INTEGER PRIMARY KEY, queue_id TEXT NOT NULL,"
+    " ref TEXT NOT NULL UNIQUE, created REAL NOT NULL, verdict TEXT NOT NULL, mode TEXT NOT NULL,"
+    " score REAL NOT NULL, scores TEXT NOT NULL, findings TEXT NOT NULL, reasons TEXT NOT NULL,"
+    " models TEXT NOT NULL, direction TEXT NOT NULL, sender_domain TEXT NOT NULL,"
+    " sender_hash TEXT NOT NULL, recipient_hashes TEXT NOT NULL,"
+    " recipient_domains TEXT NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,"
+    " state_at REAL, state_by TEXT NOT NULL, note TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS held_queue_id ON held(queue_id)",
+    "CREATE INDEX IF NOT EXISTS held_state ON held(state, created)",
+    "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
+    " held_id INTEGER, queue_id TEXT NOT NULL, ref TEXT NOT NULL, action TEXT NOT NULL,"
+    " actor TEXT NOT NULL, detail TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, label TEXT NOT NULL,"
+    " value INTEGER NOT NULL, PRIMARY KEY (name, label))",
+    "CREATE TABLE IF NOT EXISTS allow (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+    " sender_hash TEXT NOT NULL, target TEXT NOT NULL, created REAL NOT NULL, expires REAL,"
+    " ref TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL,"
+    " UNIQUE (kind, sender_hash, target))",
+    "CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, created REAL NOT NULL,"
+    " label TEXT NOT NULL, ref TEXT NOT NULL, held_at REAL NOT NULL, verdict TEXT NOT NULL,"
+    " score REAL NOT NULL, scores TEXT NOT NULL, findings TEXT NOT NULL, models TEXT NOT NULL,"
+    " direction TEXT NOT NULL, sender_domain TEXT NOT NULL, sender_hash TEXT NOT NULL,"
+    " recipient_domains TEXT NOT NULL, recipient_count INTEGER NOT NULL,"
+    " size INTEGER NOT NULL, actor TEXT NOT NULL)",
+)
+_JSON_FIELDS = ("scores", "findings", "reasons", "models", "recipient_hashes",
+                "recipient_domains")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message is safe to print."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """Why one message was held (no content, no addresses) and what became of it."""
+
+    queue_id: str
+    ref: str
+    created: float
+    verdict: str
+    mode: str
+    score: float
+    scores: dict[str, float]
+    findings: tuple[dict[str, Any], ...]  # Finding.as_dict(): evidence is masked
+    reasons: tuple[str, ...]
+    models: dict[str, str]
+    direction: str
+    sender_domain: str
+    sender_hash: str
+    recipient_hashes: tuple[str, ...]
+    recipient_domains: tuple[str, ...]
+    size: int
+    state: str = "held"  # held | released | deleted | expired | gone
+    state_at: float | None = None
+    state_by: str = ""
+    note: str = ""
+    id: int = 0
+
+    @property
+    def detectors(self) -> tuple[str, ...]:
+        return tuple(sorted({str(f.get("detector", "")) for f in self.findings}))
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(sorted({str(f.get("type", "")) for f in self.findings}))
+
+
+@dataclass(frozen=True, slots=True)
+class AllowEntry:
+    id: int
+    kind: str  # "pair": sender -> recipient hash; "domain": sender -> recipient domain
+    sender_hash: str  # ANY_SENDER for every sender
+    target: str
+    created: float
+    expires: float | None
+    ref: str
+    actor: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A reviewer's decision on one record, applied in one transaction."""
+
+    state: str  # released | deleted | expired | gone
+    actor: str
+    detail: str = ""
+    feedback: str | None = None  # "false_positive" | "confirmed_leak"
+    allow: str | None = None  # "pair" | "domain"
+    any_sender: bool = False
+    counters: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (name, label)
+
+
+_HELD_COLUMNS = tuple(f.name for f in fields(HeldRecord) if f.name != "id")
+# Column names come from the dataclass, values are bound parameters.
+_INSERT_HELD = (f"INSERT INTO held ({', '.join(_HELD_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({', '.join('?' for _ in _HELD_COLUMNS)})")
+
+
+def address_hash(salt: bytes, address: str) -> str:
+    """The keyed hash that stands for an address in the store (case-insensitive)."""
+    addr = address.strip().strip("<>").lower()
+    return hashlib.blake2b(addr.encode("utf-8"), key=salt, digest_size=12).hexdigest()
+
+
+class QuarantineStore:
+    def __init__(self, path: Path, *, create: bool = True, busy_timeout_ms: int = 5000):
+        self.path = Path(path)
+        self._create = create
+        self._busy_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            if create:
+                self._init_schema(conn)
+            self.salt = bytes.fromhex(self._meta(conn, "salt") or "")
+            _match_owner(self.path)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self.close()
+            raise StoreError(f"cannot open the quarantine store {self.path}: {exc}") from None
+        if not self.salt:
+            raise StoreError(f"quarantine store {self.path} has no salt (not initialised)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            mode = "rwc" if self._create else "rw"
+            conn = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True,
+                                   timeout=self._busy_ms / 1000.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        with self._tx(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
+                         (secrets.token_hex(16),))
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        conn = conn or self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def hash(self, address: str) -> str:
+        return address_hash(self.salt, address)
+
+    def add(self, record: HeldRecord) -> int:
+        row = _to_row(record)
+        with self._tx() as conn:
+            cur = conn.execute(_INSERT_HELD, tuple(row[name] for name in _HELD_COLUMNS))
+            return int(cur.lastrowid or 0)
+
+    def find(self, key: str) -> HeldRecord | None:
+        """A record by reference (MW-...) or queue ID (the newest one with that ID)."""
+        if key.upper().startswith("MW-"):
+            sql = "SELECT * FROM held WHERE ref = ?"
+            key = key.upper()
+        else:
+            sql = "SELECT * FROM held WHERE queue_id = ? ORDER BY created DESC, id DESC LIMIT 1"
+        row = self._conn().execute(sql, (key,)).fetchone()
+        return _from_row(row) if row else None
+
+    def records(self, state: str | None = "held") -> list[HeldRecord]:
+        conn = self._conn()
+        if state is None:
+            rows = conn.execute("SELECT * FROM held ORDER BY created, id").fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM held WHERE state = ? ORDER BY created, id",
+                                (state,)).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def review(self, record: HeldRecord, review: Review) -> HeldRecord:
+        """Mark ``record`` reviewed; add the event, feedback row and allow entries it asks for."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("UPDATE held SET state = ?, state_at = ?, state_by = ?, note = ?"
+                         " WHERE id = ?", (review.state, now, review.actor, review.detail,
+                                           record.id))
+            conn.execute("INSERT INTO events (at, held_id, queue_id, ref, action, actor, detail)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (now, record.id, record.queue_id,
+                                                          record.ref, review.state,
+                                                          review.actor, review.detail))
+            for name, label in review.counters:
+                _bump(conn, name, label)
+            if review.feedback:
+                _add_feedback(conn, record, review.feedback, review.actor, now)
+            if review.allow:
+                _add_allow(conn, record, review, now)
+        return replace(record, state=review.state, state_at=now, state_by=review.actor,
+                       note=review.detail)
+
+    def allow_entries(self, now: float | None = None) -> list[AllowEntry]:
+        now = time.time() if now is None else now
+        rows = self._conn().execute(
+            "SELECT id, kind, sender_hash, target, created, expires, ref, actor, note FROM allow"
+            " WHERE expires IS NULL OR expires > ? ORDER BY id", (now,)).fetchall()
+        return [AllowEntry(*tuple(row)) for row in rows]
+
+    def remove_allow(self, entry_id: int, actor: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM allow WHERE id = ?", (entry_id,))
+            if cur.rowcount:
+                conn.execute("INSERT INTO events (at, held_id, queue_id, ref, action, actor,"
+                             " detail) VALUES (?, NULL, '', '', 'allow_removed', ?, ?)",
+                             (time.time(), actor, f"allow entry #{entry_id}"))
+            return bool(cur.rowcount)
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for row in self._conn().execute("SELECT * FROM feedback ORDER BY id").fetchall():
+            item = dict(zip(row.keys(), tuple(row), strict=True))
+            for key in ("scores", "findings", "models", "recipient_domains"):
+                item[key] = json.loads(item[key])
+            out.append(item)
+        return out
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        rows = self._conn().execute("SELECT name, label, value FROM counters").fetchall()
+        return {(str(n), str(lab)): int(v) for n, lab, v in rows}
+
+    def held_count(self) -> int:
+        row = self._conn().execute("SELECT COUNT(*) FROM held WHERE state = 'held'").fetchone()
+        return int(row[0])
+
+    def prune(self, before: float) -> int:
+        """Forget reviewed records and audit events older than ``before`` (feedback stays)."""
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM held WHERE state != 'held' AND created < ?",
+                               (before,))
+            conn.execute("DELETE FROM events WHERE at < ?", (before,))
+            return int(cur.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+def _bump(conn: sqlite3.Connection, name: str, label: str) -> None:
+    conn.execute("INSERT INTO counters VALUES (?, ?, 1) ON CONFLICT (name, label)"
+                 " DO UPDATE SET value = value + 1", (name, label))
+
+
+def _add_feedback(conn: sqlite3.Connection, record: HeldRecord, label: str, actor: str,
+                  now: float) -> None:
+    # Features and scores only: no evidence, no location (it can be a file name).
+    findings = [{k: f[k] for k in ("detector", "type", "score", "count", "confidence", "details")
+                 if k in f} for f in record.findings]
+    conn.execute(
+        "INSERT INTO feedback (created, label, ref, held_at, verdict, score, scores, findings,"
+        " models, direction, sender_domain, sender_hash, recipient_domains, recipient_count,"
+        " size, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (now, label, record.ref, record.created, record.verdict, record.score,
+         json.dumps(record.scores), json.dumps(findings), json.dumps(record.models),
+         record.direction, record.sender_domain, record.sender_hash,
+         json.dumps(record.recipient_domains), len(record.recipient_hashes), record.size, actor))
+
+
+def _add_allow(conn: sqlite3.Connection, record: HeldRecord, review: Review, now: float) -> None:
+    sender = ANY_SENDER if review.any_sender else record.sender_hash
+    targets = record.recipient_hashes if review.allow == "pair" else record.recipient_domains
+    for target in sorted(set(targets)):
+        conn.execute(
+            "INSERT OR IGNORE INTO allow (kind, sender_hash, target, created, expires, ref, actor,"
+            " note) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+            (review.allow, sender, target, now, record.ref, review.actor, review.detail))
+
+
+def _to_row(record: HeldRecord) -> dict[str, Any]:
+    row = asdict(record)
+    for key in _JSON_FIELDS:
+        row[key] = json.dumps(row[key])
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> HeldRecord:
+    values = dict(zip(row.keys(), tuple(row), strict=True))
+    for key in _JSON_FIELDS:
+        values[key] = json.loads(values[key])
+    for key in ("findings", "reasons", "recipient_hashes", "recipient_domains"):
+        values[key] = tuple(values[key])
+    known = {f.name for f in fields(HeldRecord)}
+    return HeldRecord(**{k: v for k, v in values.items() if k in known})
+
+
+def _match_owner(path: Path) -> None:
+    """Root (the review CLI) must not leave files the daemon's user cannot write: give the
+    database, WAL and shared-memory files the owner of the state directory."""
+    if os.geteuid() != 0:
+        return
+    owner = path.parent.stat()
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = candidate.stat()
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                os.chown(candidate, owner.st_uid, owner.st_gid)
+        except FileNotFoundError:
+            continue
