@@ -5,7 +5,7 @@ buffers each message like a real content filter, then at end of message burns ``
 CPU while holding the GIL (pure Python work, as scoring would) and sleeps ``--sleep-ms`` (waiting
 on I/O, GIL released). Its verdict is read from an ``X-Bench-Verdict:`` header (``accept``,
 ``continue``, ``reject``, ``tempfail``, ``discard``, ``quarantine``, ``addheader``,
-``chgheader``), accept by default, so tests can check the load generator's verdict counts.
+``chgheader``), else ``--verdict`` (accept), so tests can check the generator's verdict counts.
 Run: ``.venv/bin/python bench/dummy_milter.py --socket unix:/tmp/dummy.sock --cpu-ms 2``.
 """
 
@@ -32,15 +32,16 @@ def burn_cpu(seconds: float) -> None:
 class DummyMilter(Milter.Base):  # type: ignore[misc]
     cpu_seconds = 0.0
     sleep_seconds = 0.0
+    default_verdict = "accept"
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
-        self.verdict = "accept"
+        self.verdict = self.default_verdict
 
     @Milter.noreply  # type: ignore[misc,untyped-decorator]
     def envfrom(self, mailfrom: str, *params: str) -> int:
         self.buffer = io.BytesIO()
-        self.verdict = "accept"
+        self.verdict = self.default_verdict
         return int(Milter.CONTINUE)
 
     @Milter.noreply  # type: ignore[misc,untyped-decorator]
@@ -96,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="unix:/path or inet:PORT@HOST")
     parser.add_argument("--cpu-ms", type=float, default=2.0, help="CPU burnt per message (2)")
     parser.add_argument("--sleep-ms", type=float, default=0.0, help="sleep per message (0)")
+    parser.add_argument("--verdict", default="accept",
+                        help="verdict for messages without X-Bench-Verdict (accept)")
     parser.add_argument("--timeout", type=int, default=600, help="libmilter I/O timeout")
     parser.add_argument("--umask", type=lambda s: int(s, 8), default=None,
                         help="umask while creating the socket (e.g. 000 so Postfix can connect)")
     args = parser.parse_args(argv)
     DummyMilter.cpu_seconds = args.cpu_ms / 1000
     DummyMilter.sleep_seconds = args.sleep_ms / 1000
+    DummyMilter.default_verdict = args.verdict
     serve(DummyMilter, "dummy-milter", args)
     return 0
 

@@ -1,12 +1,13 @@
 """End-to-end benchmark through a real Postfix and its ``smtp-source``, with and without milters.
 
-The last layer of the bench harness: for each case (no milter, the no-op milter, the target milter;
-on a unix socket by default, ``--transports unix,inet`` for both) it starts a throwaway Postfix on
-loopback (``postfix_sandbox.py``: private config and queue, every transport ``discard:``) with
-``smtpd_milters`` pointing at that case's milter, then times ``smtp-source -s 16 -m N`` sending one
-message file, ``--rounds`` times interleaved, and prints medians of messages/s and the milter's CPU
-per message, with the ratio to the no-milter run. Needs root. The target is any milter command
-containing ``{socket}`` (default: ``dummy_milter.py --cpu-ms 2``).
+The last layer of the bench harness. For each transport (``--transports``, unix by default), one
+after the other, it starts three throwaway Postfix instances on loopback (``postfix_sandbox.py``:
+private config and queue, every transport ``discard:``): one without a milter, one with the no-op
+milter and one with the target in ``smtpd_milters``; then it times ``smtp-source -s 16 -m N``
+sending one message file to each, ``--rounds`` times interleaved, and prints medians of
+messages/s and the milter's CPU per message, with the ratio to the no-milter run of the same
+phase. Needs root. The target is any milter command containing ``{socket}`` (default:
+``dummy_milter.py --cpu-ms 2``).
 """
 
 from __future__ import annotations
@@ -77,21 +78,26 @@ def run_case(instance: PostfixInstance, pid: int | None, args: argparse.Namespac
     }
 
 
-def run_all(args: argparse.Namespace, cases: dict[str, list[str] | None],
+def run_all(args: argparse.Namespace, milters: dict[str, list[str] | None],
             workdir: Path) -> dict[str, list[dict[str, float]]]:
+    """One phase per transport: start Postfix for each milter (and for none), warm up, then
+    ``--rounds`` interleaved runs; one phase at a time, so a target holding a fixed port of its
+    own never runs twice at once. Results are keyed ``name/transport``."""
     message = message_file(args.paths, workdir)
     results: dict[str, list[dict[str, float]]] = {}
-    with ExitStack() as stack:
-        started = {key: start_case(stack, key.split("/")[0], command, key.split("/")[-1], workdir)
-                   for key, command in cases.items()}
-        for instance, pid in started.values():  # warm up every path once
-            run_case(instance, pid, argparse.Namespace(**{**vars(args), "messages": 50}), message)
-        for round_no in range(args.rounds):
-            order = list(started) if round_no % 2 == 0 else list(reversed(started))
-            for key in order:
-                row = run_case(*started[key], args, message)
-                results.setdefault(key, []).append(row)
-                print(f"round {round_no + 1} {key}: {row['msg/s']} msg/s", file=sys.stderr)
+    for transport in args.transports:
+        with ExitStack() as stack:
+            started = {f"{name}/{transport}": start_case(stack, name, command, transport, workdir)
+                       for name, command in milters.items()}
+            warm = argparse.Namespace(**{**vars(args), "messages": 50})
+            for instance, pid in started.values():
+                run_case(instance, pid, warm, message)
+            for round_no in range(args.rounds):
+                order = list(started) if round_no % 2 == 0 else list(reversed(started))
+                for key in order:
+                    row = run_case(*started[key], args, message)
+                    results.setdefault(key, []).append(row)
+                    print(f"round {round_no + 1} {key}: {row['msg/s']} msg/s", file=sys.stderr)
     return results
 
 
@@ -101,11 +107,12 @@ def format_table(results: dict[str, list[dict[str, float]]], args: argparse.Name
     medians = {key: {label: statistics.median(r[label] for r in rows) for label in labels}
                for key, rows in results.items()}
     lines = [f"Postfix end to end: smtp-source -s {args.sessions} -m {args.messages}"
-             f"{' -d' if args.reuse else ''}, medians of {args.rounds} interleaved runs",
+             f"{' -d' if args.reuse else ''}, medians of {args.rounds} interleaved runs "
+             "(none/T: no milter, measured in the same phase as the T-socket milters)",
              "| case | " + " | ".join(labels) + " | ratio to no milter |",
              "|---|" + "---:|" * (len(labels) + 1)]
-    base = medians.get("none", {}).get("msg/s", 0.0)
     for key, row in medians.items():
+        base = medians.get(f"none/{key.rpartition('/')[2]}", {}).get("msg/s", 0.0)
         ratio = f"{row['msg/s'] / base:.3f}" if base else "-"
         lines.append(f"| {key} | " + " | ".join(f"{row[label]:g}" for label in labels)
                      + f" | {ratio} |")
@@ -137,13 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         target_name = "dummy"
         target = builtin_command("dummy_milter", ["--cpu-ms", str(args.dummy_cpu_ms)])
-    cases: dict[str, list[str] | None] = {"none": None}
-    for transport in args.transports:
-        cases[f"noop/{transport}"] = builtin_command("noop_milter")
-        cases[f"{target_name}/{transport}"] = target
+    milters = {"none": None, "noop": builtin_command("noop_milter"), target_name: target}
     with tempfile.TemporaryDirectory(prefix="mw-pfbench-") as tmp:
         Path(tmp).chmod(0o755)
-        results = run_all(args, cases, Path(tmp))
+        results = run_all(args, milters, Path(tmp))
     print(format_table(results, args))
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": results}, indent=2))
