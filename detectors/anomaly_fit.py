@@ -28,6 +28,7 @@ from mailwarden.detectors.anomaly import (
 FOREST_TREES, FOREST_SAMPLES = 200, 256
 MAX_KERNEL_ROWS = 3000  # OCSVM and LOF fit (and score) cost grows with their training rows
 GUARD = 0.5  # logits per training std a feature lies beyond its training maximum
+UPPER_QUANTILE = 0.999  # the range term starts here, not at the maximum (training has outliers)
 
 
 def _node_depths(left: Array, right: Array) -> Array:
@@ -131,7 +132,7 @@ def fit_scorers(x: Array, kinds: tuple[str, ...], seed: int = 0,
     calib = rng.random(x.shape[0]) < holdout
     mean, scale = fit_scaler(x[~calib])
     xs_fit, xs_cal = (x[~calib] - mean) / scale, (x[calib] - mean) / scale
-    upper = xs_fit.max(axis=0)
+    upper = np.quantile(xs_fit, UPPER_QUANTILE, axis=0)
     out: dict[str, Scorer] = {}
     for kind in kinds:
         _est, model = FITTERS[kind](xs_fit, seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from datetime import datetime
@@ -183,16 +184,21 @@ def test_anomalous_senders_counts_recent_flags(tmp_path: Path) -> None:
     assert det.anomalous_senders() == 0  # the flag is older than 15 minutes of message time
 
 
-def test_redis_outage_skips_messages_and_recovers(tmp_path: Path,
+def test_redis_outage_skips_messages_and_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                   redis_server: RedisServer) -> None:  # noqa: F811
     det = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url,
                 redis_timeout_seconds=0.3, store_retry_seconds=0.2, store_retry_max_seconds=0.4)
     assert det.health()
     assert det.analyse(msg(T0)).error is None
     redis_server.stop()
-    failed = [det.analyse(msg(T0 + 60 + i)) for i in range(20)]
+    with caplog.at_level(logging.WARNING, logger="mailwarden.detectors.sending"):
+        failed = []
+        for i in range(20):
+            failed.append(det.analyse(msg(T0 + 60 + i)))
+            time.sleep(0.05)  # long enough for several retries against the stopped server
     assert all(r.error and r.error.startswith("store unavailable") for r in failed)
     assert all(not r.findings for r in failed)
+    assert sum("skipping messages" in r.getMessage() for r in caplog.records) == 1
     assert not det.health()
     redis_server.start()
     deadline = time.monotonic() + 10
