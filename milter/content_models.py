@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from mailwarden.detectors.portable import FloatArray, PortableModel, from_sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -25,6 +24,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+
+from mailwarden.detectors.portable import FloatArray, PortableModel, from_sklearn
 
 CANDIDATE_NAMES = ("mnb", "cnb", "logreg", "svm")
 VECTORIZER_PARAMS: dict[str, Any] = {
