@@ -22,13 +22,8 @@ from mailwarden.detectors.base import BaseDetector, DetectorContext, register
 from mailwarden.message import Message, domain_of
 from mailwarden.options import Options
 from mailwarden.policy import ALLOW_TYPE
-from mailwarden.quarantine_store import (
-    ANY_SENDER,
-    FILENAME,
-    QuarantineStore,
-    StoreError,
-    address_hash,
-)
+from mailwarden.quarantine_records import ANY_SENDER, address_hash
+from mailwarden.quarantine_store import FILENAME, QuarantineStore, StoreError
 from mailwarden.verdict import Confidence, DetectorResult, Finding
 
 NAME = "allowlist"

@@ -26,7 +26,8 @@ from prometheus_client.registry import Collector
 
 from mailwarden.message import Message, domain_of
 from mailwarden.options import Options
-from mailwarden.quarantine_store import FILENAME, HeldRecord, QuarantineStore, StoreError
+from mailwarden.quarantine_records import HeldRecord
+from mailwarden.quarantine_store import FILENAME, QuarantineStore, StoreError
 from mailwarden.sinks import register_sink
 from mailwarden.verdict import Action, Decision
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from mailwarden.message import domain_of
 from mailwarden.mta import HOLD, MailQueue, MtaNotFound, QueuedMessage
 from mailwarden.quarantine import QuarantineSettings
-from mailwarden.quarantine_store import HeldRecord, QuarantineStore, Review
+from mailwarden.quarantine_records import HeldRecord, Review
+from mailwarden.quarantine_store import QuarantineStore
 
 log = logging.getLogger("mailwarden.quarantine")
 

@@ -12,7 +12,6 @@ labelled ``false_positive`` or ``confirmed_leak``, for ``mailwarden train``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -21,120 +20,29 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-FILENAME = "quarantine.sqlite"
-SCHEMA_VERSION = "1"
-ANY_SENDER = "*"
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS held (id INTEGER PRIMARY KEY, queue_id TEXT NOT NULL,"
-    " ref TEXT NOT NULL UNIQUE, created REAL NOT NULL, verdict TEXT NOT NULL, mode TEXT NOT NULL,"
-    " score REAL NOT NULL, scores TEXT NOT NULL, findings TEXT NOT NULL, reasons TEXT NOT NULL,"
-    " models TEXT NOT NULL, direction TEXT NOT NULL, sender_domain TEXT NOT NULL,"
-    " sender_hash TEXT NOT NULL, recipient_hashes TEXT NOT NULL,"
-    " recipient_domains TEXT NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,"
-    " state_at REAL, state_by TEXT NOT NULL, note TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS held_queue_id ON held(queue_id)",
-    "CREATE INDEX IF NOT EXISTS held_state ON held(state, created)",
-    "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
-    " held_id INTEGER, queue_id TEXT NOT NULL, ref TEXT NOT NULL, action TEXT NOT NULL,"
-    " actor TEXT NOT NULL, detail TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, label TEXT NOT NULL,"
-    " value INTEGER NOT NULL, PRIMARY KEY (name, label))",
-    "CREATE TABLE IF NOT EXISTS allow (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
-    " sender_hash TEXT NOT NULL, target TEXT NOT NULL, created REAL NOT NULL, expires REAL,"
-    " ref TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL,"
-    " UNIQUE (kind, sender_hash, target))",
-    "CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, created REAL NOT NULL,"
-    " label TEXT NOT NULL, ref TEXT NOT NULL, held_at REAL NOT NULL, verdict TEXT NOT NULL,"
-    " score REAL NOT NULL, scores TEXT NOT NULL, findings TEXT NOT NULL, models TEXT NOT NULL,"
-    " direction TEXT NOT NULL, sender_domain TEXT NOT NULL, sender_hash TEXT NOT NULL,"
-    " recipient_domains TEXT NOT NULL, recipient_count INTEGER NOT NULL,"
-    " size INTEGER NOT NULL, actor TEXT NOT NULL)",
+from mailwarden.quarantine_records import (
+    ANY_SENDER,
+    HELD_COLUMNS,
+    INSERT_HELD,
+    SCHEMA,
+    SCHEMA_VERSION,
+    AllowEntry,
+    HeldRecord,
+    Review,
+    address_hash,
+    from_row,
+    to_row,
 )
-_JSON_FIELDS = ("scores", "findings", "reasons", "models", "recipient_hashes",
-                "recipient_domains")
+
+FILENAME = "quarantine.sqlite"
 
 
 class StoreError(Exception):
     """The store cannot be opened or written; the message is safe to print."""
-
-
-@dataclass(frozen=True, slots=True)
-class HeldRecord:
-    """Why one message was held (no content, no addresses) and what became of it."""
-
-    queue_id: str
-    ref: str
-    created: float
-    verdict: str
-    mode: str
-    score: float
-    scores: dict[str, float]
-    findings: tuple[dict[str, Any], ...]  # Finding.as_dict(): evidence is masked
-    reasons: tuple[str, ...]
-    models: dict[str, str]
-    direction: str
-    sender_domain: str
-    sender_hash: str
-    recipient_hashes: tuple[str, ...]
-    recipient_domains: tuple[str, ...]
-    size: int
-    state: str = "held"  # held | released | deleted | expired | gone
-    state_at: float | None = None
-    state_by: str = ""
-    note: str = ""
-    id: int = 0
-
-    @property
-    def detectors(self) -> tuple[str, ...]:
-        return tuple(sorted({str(f.get("detector", "")) for f in self.findings}))
-
-    @property
-    def types(self) -> tuple[str, ...]:
-        return tuple(sorted({str(f.get("type", "")) for f in self.findings}))
-
-
-@dataclass(frozen=True, slots=True)
-class AllowEntry:
-    id: int
-    kind: str  # "pair": sender -> recipient hash; "domain": sender -> recipient domain
-    sender_hash: str  # ANY_SENDER for every sender
-    target: str
-    created: float
-    expires: float | None
-    ref: str
-    actor: str
-    note: str
-
-
-@dataclass(frozen=True, slots=True)
-class Review:
-    """A reviewer's decision on one record, applied in one transaction."""
-
-    state: str  # released | deleted | expired | gone
-    actor: str
-    detail: str = ""
-    feedback: str | None = None  # "false_positive" | "confirmed_leak"
-    allow: str | None = None  # "pair" | "domain"
-    any_sender: bool = False
-    counters: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (name, label)
-
-
-_HELD_COLUMNS = tuple(f.name for f in fields(HeldRecord) if f.name != "id")
-# Column names come from the dataclass, values are bound parameters.
-_INSERT_HELD = (f"INSERT INTO held ({', '.join(_HELD_COLUMNS)}) "  # noqa: S608
-                f"VALUES ({', '.join('?' for _ in _HELD_COLUMNS)})")
-
-
-def address_hash(salt: bytes, address: str) -> str:
-    """The keyed hash that stands for an address in the store (case-insensitive)."""
-    addr = address.strip().strip("<>").lower()
-    return hashlib.blake2b(addr.encode("utf-8"), key=salt, digest_size=12).hexdigest()
 
 
 class QuarantineStore:
@@ -155,7 +63,8 @@ class QuarantineStore:
             _match_owner(self.path)
         except (sqlite3.Error, OSError, ValueError) as exc:
             self.close()
-            raise StoreError(f"cannot open the quarantine store {self.path}: {exc}") from None
+            raise StoreError(f"cannot open the quarantine store {self.path}: {exc}"
+                             f"{_hint(exc)}") from None
         if not self.salt:
             raise StoreError(f"quarantine store {self.path} has no salt (not initialised)")
 
@@ -177,7 +86,7 @@ class QuarantineStore:
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
         with self._tx(conn):
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
@@ -203,9 +112,9 @@ class QuarantineStore:
         return address_hash(self.salt, address)
 
     def add(self, record: HeldRecord) -> int:
-        row = _to_row(record)
+        row = to_row(record)
         with self._tx() as conn:
-            cur = conn.execute(_INSERT_HELD, tuple(row[name] for name in _HELD_COLUMNS))
+            cur = conn.execute(INSERT_HELD, tuple(row[name] for name in HELD_COLUMNS))
             return int(cur.lastrowid or 0)
 
     def find(self, key: str) -> HeldRecord | None:
@@ -216,7 +125,7 @@ class QuarantineStore:
         else:
             sql = "SELECT * FROM held WHERE queue_id = ? ORDER BY created DESC, id DESC LIMIT 1"
         row = self._conn().execute(sql, (key,)).fetchone()
-        return _from_row(row) if row else None
+        return from_row(row) if row else None
 
     def records(self, state: str | None = "held") -> list[HeldRecord]:
         conn = self._conn()
@@ -225,7 +134,7 @@ class QuarantineStore:
         else:
             rows = conn.execute("SELECT * FROM held WHERE state = ? ORDER BY created, id",
                                 (state,)).fetchall()
-        return [_from_row(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     def review(self, record: HeldRecord, review: Review) -> HeldRecord:
         """Mark ``record`` reviewed; add the event, feedback row and allow entries it asks for."""
@@ -327,23 +236,6 @@ def _add_allow(conn: sqlite3.Connection, record: HeldRecord, review: Review, now
             (review.allow, sender, target, now, record.ref, review.actor, review.detail))
 
 
-def _to_row(record: HeldRecord) -> dict[str, Any]:
-    row = asdict(record)
-    for key in _JSON_FIELDS:
-        row[key] = json.dumps(row[key])
-    return row
-
-
-def _from_row(row: sqlite3.Row) -> HeldRecord:
-    values = dict(zip(row.keys(), tuple(row), strict=True))
-    for key in _JSON_FIELDS:
-        values[key] = json.loads(values[key])
-    for key in ("findings", "reasons", "recipient_hashes", "recipient_domains"):
-        values[key] = tuple(values[key])
-    known = {f.name for f in fields(HeldRecord)}
-    return HeldRecord(**{k: v for k, v in values.items() if k in known})
-
-
 def _match_owner(path: Path) -> None:
     """Root (the review CLI) must not leave files the daemon's user cannot write: give the
     database, WAL and shared-memory files the owner of the state directory."""
@@ -357,3 +249,10 @@ def _match_owner(path: Path) -> None:
                 os.chown(candidate, owner.st_uid, owner.st_gid)
         except FileNotFoundError:
             continue
+
+
+def _hint(exc: Exception) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
+        return " (not permitted: run as root or as the daemon's user)"
+    return ""
