@@ -51,7 +51,8 @@ class Message:
     truncated: bool = False
     source: str = "milter"
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Re-entrant: computing one artefact may ask for another (extract() inside a detector's memo).
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @cached_property
     def parsed(self) -> email.message.Message:
