@@ -69,7 +69,7 @@ def read_settings(options: Options, context: DetectorContext) -> Settings:
         redis_prefix=options.get_str("redis_prefix", "mailwarden:sending:"),
         redis_timeout=options.get_number("redis_timeout_seconds", 0.5, minimum=0.01),
         retention_days=options.get_number("retention_days", 90.0, minimum=1.0),
-        max_senders=options.get_int("max_senders", 1_000_000, minimum=10),
+        max_senders=options.get_int("max_senders", 200_000, minimum=10),
         report_above=0.6 if report_above is None else report_above,
         weight=options.get_number("weight", 6.0, minimum=0.0),
         features=features,

@@ -36,7 +36,7 @@ class SqliteStore:
         path: Path,
         *,
         retention_seconds: float = 90 * 86400.0,
-        max_senders: int = 1_000_000,
+        max_senders: int = 200_000,
         busy_timeout_ms: int = 5000,
         prune_every: int = 1000,
     ) -> None:
