@@ -206,7 +206,8 @@ class Metrics:
             self.detector_enabled.clear()
             self.model_info.clear()
             for name, m in models.items():
-                self.detector_errors.labels(name)  # a zero series, so rates show 0 errors
+                self.detector_errors.labels(name)  # zero series: rate() sees the first increase
+                self.detector_seconds.labels(name)
                 self.detector_enabled.labels(name, "enabled").set(1)
                 self.model_info.labels(name, m.model, m.version, m.trained).set(1)
             for name, state in disabled:

@@ -95,6 +95,8 @@ def test_model_info_is_replaced_on_reload_and_normalised() -> None:
     assert states == {("sending", "enabled"): 1.0, ("content", "disabled"): 0.0}
     assert metrics.registry.get_sample_value("mailwarden_detector_errors_total",
                                              {"detector": "sending"}) == 0.0
+    assert metrics.registry.get_sample_value("mailwarden_detector_duration_seconds_count",
+                                             {"detector": "sending"}) == 0.0
     assert metrics.models()["sending"].model == "lof"
     assert model_info({"model": "x" * 500, "trained": "2024"}).model == "x" * 80
 
