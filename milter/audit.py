@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,18 +172,31 @@ class AuditSink:
         self.file.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    enabled: bool
+    path: Path
+    senders: str
+    key_file: Path
+
+
+def read_settings(options: Options, state_dir: Path) -> Settings:
+    settings = Settings(
+        enabled=options.get_bool("enabled", True),
+        path=Path(options.get_str("path", "") or state_dir / "audit.jsonl"),
+        senders=options.get_str("senders", "hashed", SENDER_MODES),
+        key_file=Path(options.get_str("key_file", "") or state_dir / "mailwarden.key"),
+    )
+    options.finish()
+    return settings
+
+
 @register_sink("audit")
 def build(options: Options, config: Config, metrics: Metrics) -> AuditSink | None:
-    enabled = options.get_bool("enabled", True)
-    path = options.get_str("path", "")
-    sender_mode = options.get_str("senders", "hashed", SENDER_MODES)
-    key_file = options.get_str("key_file", "")
-    options.finish()
-    if not enabled:
+    settings = read_settings(options, config.state_dir)
+    if not settings.enabled:
         return None
     key = None
-    if sender_mode == "hashed":
-        key = derive(install_secret(Path(key_file) if key_file else
-                                    config.state_dir / "mailwarden.key"), "audit-sender")
-    file = AuditFile(Path(path) if path else config.state_dir / "audit.jsonl")
-    return AuditSink(file, sender_mode, key, metrics)
+    if settings.senders == "hashed":
+        key = derive(install_secret(settings.key_file), "audit-sender")
+    return AuditSink(AuditFile(settings.path), settings.senders, key, metrics)

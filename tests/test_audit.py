@@ -96,7 +96,7 @@ def test_sender_clear_or_omitted(tmp_path: Path, mode: str, expected: str | None
 def test_disabled_and_unknown_keys(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, "enabled = false")
     try:
-        assert [s.name for s in engine.sinks] == []
+        assert "audit" not in [s.name for s in engine.sinks]
     finally:
         engine.close()
     with pytest.raises(ConfigError, match=r"audit\.colour"):
@@ -156,3 +156,16 @@ def test_write_failure_is_counted_not_raised(tmp_path: Path) -> None:
                                          {"result": "failed"}) == 1.0
     finally:
         engine.close()
+
+
+def test_example_config_documents_the_defaults() -> None:
+    from mailwarden.audit import read_settings
+
+    from conftest import REPO
+
+    example = load_config(REPO / "deploy" / "mailwarden.toml")
+    defaults = load_config()
+    assert read_settings(example.sections["audit"], example.state_dir) == read_settings(
+        defaults.sections["audit"], defaults.state_dir)
+    assert read_settings(defaults.sections["audit"], Path("/var/lib/mailwarden")).path == Path(
+        "/var/lib/mailwarden/audit.jsonl")

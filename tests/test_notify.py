@@ -216,6 +216,10 @@ def notify_engine(tmp_path: Path, notify: str, mode: str = "enforce") -> Engine:
     return Engine(load_config(tmp_path / "t.toml", text=text), Metrics())
 
 
+def notify_sink(engine: Engine):  # type: ignore[no-untyped-def]
+    return next(s for s in engine.sinks if s.name == "notify")
+
+
 def test_sink_queues_enforced_and_optionally_observed_verdicts(tmp_path: Path) -> None:
     cases = [("enforce", "", 1), ("observe", "", 0), ("observe", "observe = true\n", 1)]
     for mode, option, expected in cases:
@@ -230,7 +234,7 @@ def test_sink_queues_enforced_and_optionally_observed_verdicts(tmp_path: Path) -
                 "mailwarden_notify_events_total", {"result": "queued"})
             assert queued == expected, (mode, option)
         finally:
-            engine.sinks[-1].queue.close(timeout=0.1)  # type: ignore[attr-defined]
+            notify_sink(engine).queue.close(timeout=0.1)  # type: ignore[attr-defined]
             engine.close()
 
 
@@ -238,7 +242,7 @@ def test_sender_is_notified_only_when_asked_and_local(tmp_path: Path) -> None:
     engine = notify_engine(tmp_path, 'admins = ["sec@example.org"]\nnotify_sender = true\n'
                                      'sender_domains = ["example.org"]\n')
     try:
-        sink = engine.sinks[-1]
+        sink = notify_sink(engine)
         local = msg(b"", sender="alice@example.org")
         foreign = msg(b"", sender="mallory@example.com")
         assert sink.recipients(local) == [("sec@example.org", "admin"),  # type: ignore[attr-defined]
@@ -252,7 +256,7 @@ def test_sender_is_notified_only_when_asked_and_local(tmp_path: Path) -> None:
 def test_engine_passes_own_alert_unscanned_but_scans_a_forgery(tmp_path: Path) -> None:
     engine = notify_engine(tmp_path, f'admins = ["sec@example.org"]\nfrom_address = "{FROM}"\n')
     try:
-        sink = engine.sinks[-1]
+        sink = notify_sink(engine)
         real = sink._send  # type: ignore[attr-defined]
         sent: list[bytes] = []
         sink._transport = type("T", (), {"send": lambda self, f, r, d: sent.append(d)})()  # type: ignore[attr-defined]
@@ -278,3 +282,15 @@ def test_engine_passes_own_alert_unscanned_but_scans_a_forgery(tmp_path: Path) -
 def test_config_errors_name_the_key(tmp_path: Path, option: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         notify_engine(tmp_path, option + "\n")
+
+
+def test_example_config_documents_the_defaults() -> None:
+    from mailwarden import notify
+
+    from conftest import REPO
+
+    example = load_config(REPO / "deploy" / "mailwarden.toml").sections["notify"]
+    defaults = load_config().sections["notify"]
+    for read in (notify._settings, notify._limits, notify._transport):
+        assert read(example) == read(defaults)
+    assert example.get_bool("enabled", True) is False

@@ -27,6 +27,7 @@ from conftest import REPO, message_bytes, write_config
 from milter_process import MilterProcess
 from postfix_instance import PostfixInstance, free_port, public_tmpdir
 
+pytestmark = pytest.mark.prometheus
 PROM_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "mailwarden.json"
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m",
@@ -216,6 +217,7 @@ def assert_every_panel_answers(prometheus: Prometheus) -> None:
     assert silent == [], "panels without data:\n" + "\n".join(silent)
 
 
+@pytest.mark.postfix
 def test_metrics_move_with_the_mail_and_every_panel_answers(live) -> None:  # type: ignore[no-untyped-def]
     postfix, milter, prometheus = live
     before = {"messages": total(milter, "mailwarden_messages_total"),
