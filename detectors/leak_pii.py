@@ -43,6 +43,8 @@ _CARD = re.compile(r"\d(?<![\w.+/-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?![ -]?\d)
 _SSN = re.compile(r"(\d(?<![\w./#-]\d)\d\d)([ -]?)(\d{2})\2(\d{4})(?![\w/-]|\.\d)")
 # A 9-digit run without dashes is an SSN only with the keyword close by (same phrase).
 SSN_TIGHT_WINDOW = 50
+# The tail of an IBAN printed in groups ("GB27 DEGE 3053 8142 0858 70") is not a card number.
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* $")
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){10,32}")
 
 
@@ -51,7 +53,8 @@ def cards(doc: Text) -> Iterator[Match]:
         raw = m.group()
         groups = [len(g) for g in re.split(r"[ -]", raw)]
         digits = "".join(ch for ch in raw if ch.isdigit())
-        if not card_grouping_ok(groups):
+        if not card_grouping_ok(groups) or _IBAN_HEAD.search(doc.text, max(0, m.start() - 40),
+                                                               m.start()):
             continue
         brand = valid_card(digits)
         if brand is None or (doc.settings.ignore_test_cards and digits in TEST_CARDS):

@@ -107,7 +107,10 @@ _TOKEN_MARKERS = (
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "hooks.slack.com",
     "_live_", "AIza", "npm_", "pypi-", "SG.", "T3BlbkFJ", "eyJ",
 )
-_PREFIX = re.compile(r"^(?:github_pat_|hooks\.slack\.com/services/|[a-z]+_live_|[A-Za-z]+[_.-])")
+_PREFIX = re.compile(
+    r"^(?:github_pat_|gh[pousr]_|glpat-|xox[abposr]-|[rs]k_live_|AIza|npm_|pypi-|SG\.|"
+    r"sk-(?:proj-|svcacct-|admin-)?|hooks\.slack\.com/services/)"
+)
 TOKEN_WORDS = keywords("bearer", "authorization", "token", "jwt", "session", "cookie", "api ?key")
 
 
@@ -162,7 +165,7 @@ PLACEHOLDERS = frozenset({
 })
 _FILLER = re.compile(r"[*xX.#•_=~-]+|(.)\1+")
 # Templates and paths, not values: <pw>, {{ var }}, [hidden], ${VAR}, $VAR, %s, %(pw)s, %VAR%, /path
-_TEMPLATE = re.compile(r"[<{\[(/~\\]|\$\{|\$[A-Za-z_]\w*$|%(?:\(\w+\))?[sd]$|%\w+%$")
+_TEMPLATE = re.compile(r"[<{\[(/~\\]|\$\{|\$[A-Za-z_]\w*$|%(?:\(\w+\))?[sd]$|%[A-Z_][A-Z0-9_]*%$")
 _STRIP = ".,;:)]}>\"'`"
 
 

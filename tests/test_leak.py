@@ -173,6 +173,7 @@ JWT = f"{b64url({'alg': 'HS256', 'typ': 'JWT'})}.{b64url({'sub': '42', 'n': 'x'}
     ("sk_live_" + random_token(ALNUM, 24, 11), "stripe"),
     ("AIza" + random_token(ALNUM + "-_", 35, 12), "google"),
     ("npm_" + random_token(ALNUM, 36, 13), "npm"),
+    ("AIzaPPHPDUGYaOdinsgtkWsjjIfJlnq-Yz7dTY8", "google"),  # a dash inside the random part
 ])
 def test_vendor_tokens(token: str, kind: str) -> None:
     f = only(f"use {token} for the deploy", "api_token")
@@ -207,6 +208,7 @@ def test_jwt_confidence() -> None:
     ("db:\n  password: 'Xy7!kq2Pzz'\n", Confidence.HIGH),
     ("<login><password>Xy7!kq2Pzz</password></login>", Confidence.HIGH),
     ("Password: %C6NQJUadk", Confidence.HIGH),  # a leading % is not a template by itself
+    ("Password = %aZbrHXnVroyW%", Confidence.HIGH),  # nor %...% around a mixed-case value
 ])
 def test_passwords(body: str, confidence: Confidence) -> None:
     f = only(body, "password")
@@ -247,6 +249,8 @@ LOOKALIKES = [
     '{"password_hash": "Xy7!kq2Pzz", "passwordPolicy": "Xy7!kq2Pzz"}',
     "SSN: see file.\n" + "x" * 60 + " order 536221234",  # bare digits, keyword not close
     "SSN rules apply to order #536221234",
+    "Bankverbindung GB36 UMVB 3937 3787 5065 63",  # bad IBAN whose digit tail passes Luhn
+    "password=%DB_PASSWORD% and pwd=%s",
 ]
 
 

@@ -71,17 +71,19 @@ def prose_lines(msg: email.message.Message) -> list[str]:
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
                 text = payload.decode("utf-8", "replace")
+                text = "".join(c for c in text if c.isprintable() or c in "\n\t")  # XML-safe
                 lines = [line.strip()[:200] for line in text.splitlines() if line.strip()]
                 return lines[:40]
     return []
 
 
-def cases(split: str, hams: list[Ham], per_cell: int) -> Iterator[Case]:
+def cases(split: str, hams: list[Ham], per_cell: int, seed: int | None = None) -> Iterator[Case]:
     """About ``per_cell`` values of each type in each carrier, plus look-alike-only messages."""
+    seed = SEEDS[split] if seed is None else seed
     per_carrier = (per_cell * len(TYPES) * 2) // 3 + 1  # messages carry 1.5 values on average
     for carrier in CARRIERS:
         for number in range(per_carrier + per_carrier // 3):
-            rng = random.Random(f"{SEEDS[split]}:{carrier}:{number}")
+            rng = random.Random(f"{seed}:{carrier}:{number}")
             ham = hams[rng.randrange(len(hams))]
             positive = number < per_carrier
             snippets = _pick(rng, number, positive)
@@ -106,7 +108,8 @@ def _pick(rng: random.Random, number: int, positive: bool) -> list[Snippet]:
     return chosen
 
 
-def lookalike_snippets(split: str, per_family: int) -> Iterator[Snippet]:
+def lookalike_snippets(split: str, per_family: int, seed: int | None = None) -> Iterator[Snippet]:
+    seed = SEEDS[split] if seed is None else seed
     for index, generator in enumerate(LOOKALIKE_GENERATORS):
         for number in range(per_family):
-            yield generator(random.Random(f"{SEEDS[split]}:look:{index}:{number}"))
+            yield generator(random.Random(f"{seed}:look:{index}:{number}"))
