@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import Milter
+
 from mailwarden.buffer import MessageBuffer
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
@@ -83,7 +84,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         log.exception("qid=%s error in %s callback", self._queue_id or "-", callback)
         self.engine.metrics.callback_errors.labels(callback).inc()
         self._failed = f"{callback} callback error"
-        if callback in ("header", "body", "envrcpt", "eoh", "connect", "close", "abort"):
+        if callback != "eom":
             return Milter.CONTINUE  # decided at end of message (noreply callbacks must continue)
         return self._failure_reply()
 
@@ -95,12 +96,14 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
             return Milter.TEMPFAIL
         return Milter.ACCEPT
 
+    @Milter.noreply
     @guarded("connect")
     def connect(self, hostname: str, family: int, hostaddr: Any) -> Any:
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
             self._client_addr = str(hostaddr[0])
         return Milter.CONTINUE
 
+    @Milter.noreply
     @guarded("envfrom")
     def envfrom(self, mail_from: str, *params: str) -> Any:
         self._reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mailwarden.metrics import Metrics
 from conftest import make_config, message_bytes
 
 TestCtx.__test__ = False  # not a test class (pytest would try to collect it)
+OK = (Milter.CONTINUE, Milter.NOREPLY)
 
 
 class Ctx(TestCtx):  # type: ignore[misc]
@@ -29,6 +31,15 @@ class Ctx(TestCtx):  # type: ignore[misc]
 
     def quarantine(self, reason: str) -> None:
         self.quarantined = reason
+
+    def _connect(self, host: str = "localhost", helo: str = "x", ip: str = "127.0.0.1") -> Any:
+        """Like TestCtx._connect, but with libmilter's (address, port) tuple and no-reply."""
+        self._negotiate()
+        self._stage = Milter.M_CONNECT
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        rc = Milter.connect_callback(self, host, family, (ip, 40000))
+        self._stage = None
+        return rc
 
 
 class Source:
@@ -47,7 +58,7 @@ class Source:
 def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
     engines: list[Engine] = []
 
-    def build(mode: str = "enforce", auth: str | None = "alice",
+    def build(mode: str = "enforce", auth: str | None = "alice", ip: str = "192.0.2.10",
               **kwargs: Any) -> tuple[Ctx, Source]:
         engine = Engine(make_config(tmp_path, mode=mode, **kwargs), Metrics())
         engines.append(engine)
@@ -57,15 +68,12 @@ def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
         ctx._setsymval("i", "4XyZ1abc")
         if auth:
             ctx._setsymval("{auth_authen}", auth)
-        assert ctx._connect(ip="192.0.2.10") == Milter.CONTINUE
+        assert ctx._connect(ip=ip) in OK
         return ctx, source
 
     yield build
     for e in engines:
         e.close()
-
-
-OK = (Milter.CONTINUE, Milter.NOREPLY)
 
 
 def feed(ctx: Ctx, data: bytes, sender: str = "alice@example.org",
@@ -193,3 +201,16 @@ def test_unauthenticated_external_client_is_inbound(ctx_for) -> None:  # type: i
         "mailwarden_messages_total",
         {"action": "accept", "verdict": "accept", "direction": "inbound", "mode": "enforce"})
     assert inbound == 1.0
+
+
+def test_internal_network_client_is_outbound(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for(auth=None, ip="127.0.0.1")
+    assert feed(ctx, message_bytes(marker="quarantine")) == Milter.ACCEPT
+    assert ctx.quarantined is not None
+
+
+def test_connect_and_envfrom_do_not_wait_for_replies(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert ctx._protocol & Milter.P_NR_CONN
+    assert ctx._protocol & Milter.P_NR_MAIL
+    assert ctx._envfrom("<alice@example.org>") == Milter.NOREPLY

@@ -27,12 +27,16 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[PostfixInstance, MilterProcess]]:
     root = public_tmpdir("mw-e2e-")
-    milter = MilterProcess(write_config(root), root / "mw.sock").start()
-    postfix = PostfixInstance(milter.spec).start()
-    yield postfix, milter
-    postfix.remove()
-    milter.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    milter = MilterProcess(write_config(root), root / "mw.sock")
+    postfix = PostfixInstance(milter.spec)
+    try:
+        milter.start()
+        postfix.start()
+        yield postfix, milter
+    finally:
+        postfix.remove()
+        milter.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def send(postfix: PostfixInstance, data: bytes, to: str = "bob@sink.test") -> None:
@@ -143,9 +147,11 @@ def test_metrics_count_messages(stack) -> None:  # type: ignore[no-untyped-def]
 
 def test_milter_down_postfix_delivers_by_default_action(tmp_path: Path) -> None:
     sock_dir = public_tmpdir("mw-down-")
-    milter = MilterProcess(write_config(tmp_path), sock_dir / "mw.sock").start()
-    postfix = PostfixInstance(milter.spec).start()
+    milter = MilterProcess(write_config(tmp_path), sock_dir / "mw.sock")
+    postfix = PostfixInstance(milter.spec)
     try:
+        milter.start()
+        postfix.start()
         send(postfix, message_bytes(subject="up-1"))
         assert b"X-Mailwarden-Verdict" in delivered_with(postfix, "up-1")
         milter.kill()
