@@ -204,6 +204,7 @@ def build(options: Options, context: DetectorContext) -> SendingDetector:
     prior = OrgPrior.from_json(bundle.manifest["prior"])
     store = open_store(settings, context)
     info = {"trained_at": str(bundle.manifest.get("trained_at", "")),
+            "version": str(bundle.manifest.get("format", "")),
             "training": str(bundle.manifest.get("training", {}).get("source", "")),
             "model_dir": str(Path(settings.model_dir))}
     return SendingDetector(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 TIMES_KEPT = 100
 MAX_RECIPIENTS = 256
@@ -170,7 +171,7 @@ class OrgPrior:
         )
 
 
-def _floored(shares: np.ndarray, floor: float) -> tuple[float, ...]:
+def _floored(shares: npt.NDArray[np.float64], floor: float) -> tuple[float, ...]:
     """Shares with a floor (no hour is impossible for the org), renormalised to sum to 1."""
     out = np.maximum(shares / shares.sum(), floor)
     return tuple(float(v) for v in out / out.sum())
