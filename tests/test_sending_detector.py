@@ -184,6 +184,7 @@ def test_anomalous_senders_counts_recent_flags(tmp_path: Path) -> None:
     assert det.anomalous_senders() == 0  # the flag is older than 15 minutes of message time
 
 
+@pytest.mark.redis
 def test_redis_outage_skips_messages_and_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                   redis_server: RedisServer) -> None:  # noqa: F811
     det = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url,
@@ -212,6 +213,7 @@ def test_redis_outage_skips_messages_and_recovers(tmp_path: Path, caplog: pytest
     det.close()
 
 
+@pytest.mark.redis
 def test_redis_state_is_shared_by_two_detectors(tmp_path: Path,
                                                 redis_server: RedisServer) -> None:  # noqa: F811
     one = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url)

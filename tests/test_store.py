@@ -32,7 +32,7 @@ def increment(at: float, flagged: bool = False):  # type: ignore[no-untyped-def]
     return body
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     if request.param == "memory":
         s: StateStore = MemoryStore()
@@ -149,6 +149,7 @@ def test_sqlite_unusable_path_is_unavailable(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "file" / "sub" / "s.sqlite")
 
 
+@pytest.mark.redis
 def test_redis_keys_have_prefix_and_ttl(redis_server: RedisServer) -> None:  # noqa: F811
     s = RedisStore(redis_server.url, prefix="mw:test:", ttl_seconds=3600)
     s.transact("abc", increment(10.0, flagged=True))
@@ -160,6 +161,7 @@ def test_redis_keys_have_prefix_and_ttl(redis_server: RedisServer) -> None:  # n
     s.close()
 
 
+@pytest.mark.redis
 def test_redis_down_raises_store_unavailable_and_recovers(
         redis_server: RedisServer) -> None:  # noqa: F811
     s = RedisStore(redis_server.url, prefix="t:", timeout_seconds=0.3)
@@ -174,6 +176,7 @@ def test_redis_down_raises_store_unavailable_and_recovers(
     s.close()
 
 
+@pytest.mark.redis
 def test_two_redis_instances_share_state_without_lost_updates(
         redis_server: RedisServer) -> None:  # noqa: F811
     stores = [RedisStore(redis_server.url, prefix="shared:") for _ in range(2)]
