@@ -156,6 +156,7 @@ def _walk(
         return
     payload = part.get_payload()
     if part.is_multipart() and isinstance(payload, list):
+        inner: str | None
         if part.get_content_type() == "message/rfc822":
             name = _safe_name(part, index[0], ".eml")
             inner = f"{container}/{name}" if container else name
@@ -189,6 +190,8 @@ def _leaf(
         if col.admit(location, depth, len(data)):
             text = decode_text(data, part.get_content_charset())
             text = html_to_text(text) if kind == "html" else text
+            if "-----BEGIN PGP MESSAGE-----" in text:
+                col.refuse(location, "encrypted (OpenPGP)")
             col.add(location, text, "attachment" if container else kind)
         return
     name = _safe_name(part, index, "")

@@ -187,11 +187,11 @@ def passwords(doc: Text) -> Iterator[Match]:
             yield Match("password", _clean(value.group(2)), f"{keyword}: ****", confidence, keyword)
     if "://" in text:
         for m in _URL_CREDENTIALS.finditer(text):
-            value = m.group("value")
-            confidence = password_confidence(value, doc.settings.placeholders)
+            secret = m.group("value")
+            confidence = password_confidence(secret, doc.settings.placeholders)
             if confidence is not None:
                 scheme = m.group("scheme").lower()[:15]
-                yield Match("password", value, f"{scheme}://****:****@…", confidence, "url")
+                yield Match("password", secret, f"{scheme}://****:****@…", confidence, "url")
 
 
 def _clean(value: str) -> str:

@@ -196,11 +196,17 @@ def test_missing_reader_library_is_unscannable_not_an_error(
     assert reasons[f"attachment:{name}"].endswith("reader not installed")
 
 
+def test_inline_pgp_body_is_unscannable() -> None:
+    body = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0xyz\n-----END PGP MESSAGE-----\n"
+    assert dict(extract(as_message(mail(body))).unscannable)["body"] == "encrypted (OpenPGP)"
+
+
 def test_damaged_and_encrypted_documents() -> None:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
-    writer.append_pages_from_reader(PdfReader(io.BytesIO(tiny_pdf(["secret page"]))))
+    for page in PdfReader(io.BytesIO(tiny_pdf(["secret page"]))).pages:
+        writer.add_page(page)
     writer.encrypt(user_password="pw", owner_password="owner")
     encrypted = io.BytesIO()
     writer.write(encrypted)
