@@ -91,3 +91,18 @@ def test_required_detector_that_cannot_load_refuses_start(tmp_path: Path) -> Non
             Engine(load_config(tmp_path / "b.toml", text=text.format("true")), Metrics())
     finally:
         object.__setattr__(registration, "factory", original)
+
+
+def test_shipped_example_loads_every_default_detector_with_shipped_models(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    example = load_config(REPO / "deploy" / "mailwarden.toml")
+    config = replace(example, model_dir=REPO / "models", state_dir=tmp_path)
+    engine = Engine(config, Metrics(), run_mode="score")
+    try:
+        loaded = {d.name for d in engine.detectors}
+        assert {"leak", "content", "sending"} <= loaded, [
+            (d.name, d.reason) for d in engine.disabled]
+        assert "testmarker" not in loaded
+    finally:
+        engine.close()
