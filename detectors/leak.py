@@ -117,7 +117,7 @@ class LeakDetector(BaseDetector):
                 if match.confidence.rank < minimum:
                     continue
                 ident = (match.type, match.key)
-                slot = seen.setdefault(ident, (match.type, location))
+                seen.setdefault(ident, (match.type, location))
                 previous = best.get(ident)
                 if previous is None or match.confidence.rank > previous.confidence.rank:
                     best[ident] = match
