@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailwarden.keyfile import derive, install_secret, keyed_hash
+from mailwarden.keyfile import InstallSecret, keyed_hash
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import ANOMALY_TYPE, Metrics, ModelInfo, anomaly_reasons
 from mailwarden.options import Options
@@ -50,14 +50,13 @@ class AuditFile:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        with self._lock:
-            self._open()
+        check_writable(path)  # opened on the first line: `check` must not create the file
 
     def _open(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self._mode)
         st = os.fstat(fd)
         self._fd, self._ident = fd, (st.st_dev, st.st_ino)
@@ -85,6 +84,19 @@ class AuditFile:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def check_writable(path: Path) -> None:
+    """OSError unless ``path`` can be appended to, or created (without creating anything)."""
+    if path.exists():
+        if path.is_dir() or not os.access(path, os.W_OK):
+            raise OSError(f"audit log {path} is not a writable file")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OSError(f"audit log {path} cannot be created ({parent} is not writable)")
 
 
 def finding_rows(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
@@ -134,10 +146,11 @@ def audit_record(message: Message, decision: Decision, sender: str | None,
 class AuditSink:
     name = "audit"
 
-    def __init__(self, file: AuditFile, sender_mode: str, key: bytes | None, metrics: Metrics):
+    def __init__(self, file: AuditFile, sender_mode: str, secret: InstallSecret | None,
+                 metrics: Metrics):
         self.file = file
         self._sender_mode = sender_mode
-        self._key = key
+        self._secret = secret
         self._metrics = metrics
         self._last_error = -LOG_EVERY_SECONDS
         self._error_lock = threading.Lock()
@@ -146,9 +159,9 @@ class AuditSink:
         identity = message.envelope.sender_identity
         if self._sender_mode == "none" or not identity:
             return None
-        if self._sender_mode == "clear" or self._key is None:
+        if self._sender_mode == "clear" or self._secret is None:
             return identity
-        return keyed_hash(self._key, identity)
+        return keyed_hash(self._secret.derive("audit-sender"), identity)
 
     def handle(self, message: Message, decision: Decision) -> None:
         record = audit_record(message, decision, self.sender(message), self._metrics.models())
@@ -196,7 +209,5 @@ def build(options: Options, config: Config, metrics: Metrics) -> AuditSink | Non
     settings = read_settings(options, config.state_dir)
     if not settings.enabled:
         return None
-    key = None
-    if settings.senders == "hashed":
-        key = derive(install_secret(settings.key_file), "audit-sender")
-    return AuditSink(AuditFile(settings.path), settings.senders, key, metrics)
+    secret = InstallSecret(settings.key_file) if settings.senders == "hashed" else None
+    return AuditSink(AuditFile(settings.path), settings.senders, secret, metrics)

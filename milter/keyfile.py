@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,25 @@ def _read(path: Path, attempts: int = 20) -> bytes:
     if len(key) < MIN_KEY_BYTES:
         raise OSError(f"{path}: key shorter than {MIN_KEY_BYTES} bytes")
     return key
+
+
+class InstallSecret:
+    """The key file, read now if it exists (so an unreadable key fails at start), else created
+    on first use: ``mailwarden check`` run as root must not leave a root-owned key behind."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._key = _read(path) if path.exists() else None
+        self._derived: dict[str, bytes] = {}
+
+    def derive(self, purpose: str) -> bytes:
+        with self._lock:
+            if purpose not in self._derived:
+                if self._key is None:
+                    self._key = install_secret(self.path)
+                self._derived[purpose] = derive(self._key, purpose)
+            return self._derived[purpose]
 
 
 def derive(key: bytes, purpose: str) -> bytes:

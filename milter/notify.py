@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from mailwarden.alertmail import AlertEvent, body_text, compose, event_from, verify
-from mailwarden.keyfile import derive, install_secret
+from mailwarden.keyfile import InstallSecret
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import Metrics
 from mailwarden.notify_queue import DigestQueue, Limits
@@ -79,12 +79,12 @@ class Settings:
 class NotifySink:
     name = "notify"
 
-    def __init__(self, settings: Settings, transport: Transport, limits: Limits, key: bytes,
-                 metrics: Metrics, mode: str):
+    def __init__(self, settings: Settings, transport: Transport, limits: Limits,
+                 secret: InstallSecret, metrics: Metrics, mode: str):
         self.settings = settings
         self.mode = mode  # the engine's mode, for the decisions of exempted alert mail
         self._transport = transport
-        self._key = key
+        self._secret = secret
         self._metrics = metrics
         self.queue = DigestQueue(limits, self._send, metrics)
 
@@ -118,14 +118,15 @@ class NotifySink:
         subject = (f"[mailwarden] {count} message(s) held or refused on {host}" if kind == "admin"
                    else f"[mailwarden] {count} of your message(s) held or refused")
         body = body_text(events, host, kind == "admin", left_out)
-        data = compose(self._key, self.settings.from_address, recipient, subject, body)
+        key = self._secret.derive("alert-mail")
+        data = compose(key, self.settings.from_address, recipient, subject, body)
         self._transport.send(self.settings.from_address, recipient, data)
 
     def exempt(self, message: Message) -> Decision | None:
         """An accept decision for our own intact alert mail; None for anything else."""
         if message.envelope.mail_from.strip().lower() != self.settings.from_address.lower():
             return None
-        if not verify(self._key, message, self.settings.max_age):
+        if not verify(self._secret.derive("alert-mail"), message, self.settings.max_age):
             return None
         self._metrics.alert_exempt.inc()
         return Decision(verdict=Action.ACCEPT, action=Action.ACCEPT, score=0.0, scores={},
@@ -196,6 +197,5 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     if not settings.admins and not settings.notify_sender:
         raise options.error("admins", "notify is enabled but has no admins and notify_sender "
                                       "is false")
-    key = install_secret(Path(key_file) if key_file else config.state_dir / "mailwarden.key")
-    return NotifySink(settings, transport, limits, derive(key, "alert-mail"), metrics,
-                      config.milter.mode)
+    secret = InstallSecret(Path(key_file) if key_file else config.state_dir / "mailwarden.key")
+    return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode)

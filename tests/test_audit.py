@@ -67,6 +67,28 @@ def test_one_line_per_decision_without_content_or_addresses(tmp_path: Path) -> N
     assert oct((tmp_path / "state" / "mailwarden.key").stat().st_mode & 0o777) == "0o600"
 
 
+def test_building_creates_nothing_until_the_first_message(tmp_path: Path) -> None:
+    """`mailwarden check` (maybe as root) must not leave files the daemon's user cannot open."""
+    extra = '[notify]\nenabled = true\nadmins = ["sec@example.org"]\n'
+    engine = Engine(load_config(tmp_path / "t.toml", text=config_text(tmp_path, extra=extra)),
+                    Metrics())
+    try:
+        assert not (tmp_path / "state").exists()
+        engine.scan_within_budget(message())
+        assert (tmp_path / "state" / "audit.jsonl").exists()
+        assert (tmp_path / "state" / "mailwarden.key").exists()
+    finally:
+        engine.close()
+
+
+def test_unwritable_path_fails_at_start(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match="cannot be created"):
+        engine_with(tmp_path, f'path = "{tmp_path}/file/audit.jsonl"')
+    with pytest.raises(OSError, match="not a writable file"):
+        engine_with(tmp_path, f'path = "{tmp_path}"')
+
+
 def test_hash_is_stable_per_install_and_differs_between_installs(tmp_path: Path) -> None:
     records = []
     for install in ("a", "a", "b"):
