@@ -222,6 +222,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    index = render(list(args.paths), args.output, args.top, args.anomalous_above)
+    try:
+        index = render(list(args.paths), args.output, args.top, args.anomalous_above)
+    except ImportError as exc:  # matplotlib is only needed here, not by the daemon
+        print(f"mailwarden report: {exc.name or exc} is missing (Debian: apt install "
+              "python3-matplotlib)", file=sys.stderr)
+        return 1
     print(index, file=sys.stdout)
     return 0
