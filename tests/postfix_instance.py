@@ -138,10 +138,18 @@ class PostfixInstance:
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", str(self.etc), "stop"], capture_output=True, timeout=60,
                        check=False)
-        deadline = time.monotonic() + 10
         pid_file = self.root / "queue" / "pid" / "master.pid"
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        try:
+            pid = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # master.pid stays behind: wait for the process
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def remove(self) -> None:
         self.stop()
