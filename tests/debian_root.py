@@ -3,7 +3,7 @@
 :class:`DebianRoot` copies a cached minimal Debian 12 root (the one ``shared/tools/fresh-debian-ci``
 keeps in ``$TMPDIR/fresh-deb12``, debootstrapped here if missing), points apt at the host's Debian
 mirror, and runs commands in it with ``chroot``. Services never start by themselves (policy-rc.d).
-Downloaded packages are kept in ``$TMPDIR/mailwarden-apt-archives`` between runs.
+Downloaded packages are kept in ``$TMPDIR/mailwarden-apt-archives`` between runs (hard links).
 
 systemd is not running in CI, so :class:`Unit` reads the installed unit file and
 :meth:`Unit.command` builds the command line that starts one of its ``Exec*`` commands the way
@@ -56,6 +56,17 @@ def ensure_base() -> Path:
     return BASE
 
 
+def link_debs(source: Path, target: Path) -> None:
+    """Share downloaded packages between roots by hard links (each root keeps its own apt lock)."""
+    for deb in source.glob("*.deb"):
+        try:
+            os.link(deb, target / deb.name)
+        except FileExistsError:
+            pass
+        except OSError:  # another file system
+            shutil.copy2(deb, target / deb.name)
+
+
 class DebianRoot:
     def __init__(self, path: Path):
         self.path = path
@@ -71,7 +82,7 @@ class DebianRoot:
         root.mount("proc", "-t", "proc", "proc")
         root.mount("dev", "--bind", "/dev")
         APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
-        root.mount("var/cache/apt/archives", "--bind", str(APT_ARCHIVES))
+        link_debs(APT_ARCHIVES, root.file("/var/cache/apt/archives"))
         return root
 
     def configure_apt(self) -> None:
@@ -105,7 +116,10 @@ class DebianRoot:
         return out
 
     def apt(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0", *args, timeout=1500)
+        try:
+            return self.run("apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0", *args, timeout=1500)
+        finally:
+            link_debs(self.file("/var/cache/apt/archives"), APT_ARCHIVES)
 
     def uid(self, user: str) -> int:
         return int(self.run("id", "-u", user).stdout)
@@ -232,3 +246,19 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class NetNamespace:
+    """A network namespace of its own (loopback only), kept alive by a bind-mounted file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.touch()
+        subprocess.run(["unshare", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True)
+
+    def command(self, *cmd: str) -> list[str]:
+        return ["nsenter", f"--net={self.path}", *cmd]
+
+    def remove(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=False)
+        self.path.unlink(missing_ok=True)

@@ -93,9 +93,11 @@ def luhn(prefix: str, rng: random.Random) -> str:
     return digits + str((10 - total % 10) % 10)
 
 
-def card_dump(token: str) -> bytes:
+def card_dump(token: str, count: int = 6) -> bytes:
+    """Luhn-valid card numbers with their keywords: six score above the reject threshold."""
     rng = random.Random(7)
-    cards = [luhn(p, rng) for p in ("453201", "491748", "542418", "552433", "402400", "455673")]
+    prefixes = ("453201", "491748", "542418", "552433", "402400", "455673")
+    cards = [luhn(p, rng) for p in prefixes[:count]]
     lines = [f"Card {i}: {c[:4]} {c[4:8]} {c[8:12]} {c[12:]} exp 0{i}/28" for i, c in
              enumerate(cards, 1)]
     return message(token, "Customer credit card list (card number, expiry):\n\n" +
@@ -108,7 +110,8 @@ def message(subject: str, body: str) -> bytes:
     return (head + body.replace("\n", "\r\n") + "\r\n").encode()
 
 
-def delivered(root: DebianRoot, token: str, timeout: float = 60) -> str:
+def delivered(root: DebianRoot, token: str, timeout: float = 60,
+              log: str = "/var/log/postfix.log") -> str:
     """The header block of the message whose Subject is ``token`` in /var/mail/sink."""
     box = root.file("/var/mail/sink")
     deadline = time.monotonic() + timeout
@@ -118,7 +121,8 @@ def delivered(root: DebianRoot, token: str, timeout: float = 60) -> str:
             if f"Subject: {token}\n" in mail:
                 return mail.split("\n\n", 1)[0]
         time.sleep(0.2)
-    raise AssertionError(f"{token} not delivered: {root.file('/var/log/postfix.log').read_text()}")
+    text = root.file(log).read_text(errors="replace") if root.file(log).exists() else ""
+    raise AssertionError(f"{token} not delivered: {text[-3000:]}")
 
 
 def header(block: str, name: str) -> str:
