@@ -2,9 +2,10 @@
 
 It sits after text extraction and before the policy. For each message it takes the subject plus
 the extracted text (``mailwarden.detectors.extract`` when installed, else a minimal text/plain and
-text/html walk), turns it into stemmed tokens once (:class:`mailwarden.detectors.textprep.TextPrep`,
-memoised on the message) and scores them with three portable TF-IDF linear models loaded at build
-time from ``<model_dir>/content`` (:mod:`mailwarden.detectors.portable`, numpy only). The raw
+text/html walk), turns it into stemmed token counts once (:class:`~.textprep.TextPrep`, memoised on
+the message) and scores them with three portable TF-IDF linear models loaded at build time from
+``<model_dir>/content`` (:mod:`mailwarden.detectors.portable`, numpy only; one shared vocabulary
+lookup per distinct token for the three, bit-for-bit their individual scores). The raw
 probabilities always go to ``scores`` under ``spam``, ``phishing`` and ``sensitive``; a type whose
 probability exceeds its threshold adds one finding scored ``weight x probability`` whose evidence
 is only the probability. Everything is read-only after build, so concurrent calls are safe.
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import codecs
 import importlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from mailwarden.detectors.base import BaseDetector, DetectorContext, DetectorUnavailable, register
-from mailwarden.detectors.portable import ModelFormatError, PortableModel, load
+from mailwarden.detectors.portable import ModelFormatError, ModelSet, PortableModel, load
 from mailwarden.detectors.textprep import DEFAULT_MAX_CHARS, FEATURE_SCHEMA, TextPrep
 from mailwarden.message import Message
 from mailwarden.options import Options
@@ -35,6 +35,7 @@ DEFAULT_THRESHOLD = 0.9
 DEFAULT_WEIGHTS = {"spam": 7.0, "phishing": 8.0, "sensitive": 4.0}
 HIGH_CONFIDENCE = 0.99
 TOKENS_MEMO = "content.tokens"
+COUNTS_MEMO = "content.token_counts"
 TextFunction = Callable[[Message], str]
 
 
@@ -55,6 +56,7 @@ class ContentDetector(BaseDetector):
         text: TextFunction,
     ) -> None:
         self._models = models
+        self._set = ModelSet(models)
         self._rules = rules
         self._prep = prep
         self._text = text
@@ -65,13 +67,15 @@ class ContentDetector(BaseDetector):
         text = self._text(message)
         return message.memo(TOKENS_MEMO, lambda: self._prep.tokens(text))
 
+    def counts(self, message: Message) -> dict[str, int]:
+        """Feature token counts of the message (``Counter(self.tokens(message))``), memoised."""
+        text = self._text(message)  # outside memo(), as in tokens()
+        return message.memo(COUNTS_MEMO, lambda: self._prep.counts(text))
+
     def analyse(self, message: Message) -> DetectorResult:
-        counts = Counter(self.tokens(message))
-        scores: dict[str, float] = {}
+        scores = self._set.probabilities(self.counts(message))
         findings: list[Finding] = []
-        for kind, model in self._models.items():
-            p = model.probability(counts)
-            scores[kind] = p
+        for kind, p in scores.items():
             rule = self._rules[kind]
             if p > rule.threshold and rule.weight > 0:
                 findings.append(self._finding(kind, p, rule))

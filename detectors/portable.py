@@ -8,7 +8,8 @@ the l2-normalised TF-IDF vector ``x``. :func:`save` writes that as ``NAME.npz`` 
 loadable with ``allow_pickle=False``, written byte-for-byte reproducibly) plus ``NAME.json`` (the
 manifest: versions, feature schema, training-data digest, date, metrics). The ``content`` detector
 loads it with :func:`load` and scores token lists with numpy only, whatever scikit-learn is
-installed.
+installed; a :class:`ModelSet` scores several models of one message with a single vocabulary
+lookup per distinct token and gives exactly the scores of each model's own :meth:`probability`.
 """
 
 from __future__ import annotations
@@ -62,10 +63,14 @@ class PortableModel:
         counted = tokens if isinstance(tokens, Mapping) else Counter(tokens)
         counts = {i: n for i, n in ((self.index.get(t), n) for t, n in counted.items())
                   if i is not None}
-        if not counts:
-            return self.bias
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        return self.linear(idx, tf)
+
+    def linear(self, idx: npt.NDArray[np.int64], tf: FloatArray) -> float:
+        """``x . w + bias`` for term indices ``idx`` (distinct) with raw counts ``tf``."""
+        if not idx.size:
+            return self.bias
         if self.sublinear_tf:
             tf = np.log(tf) + 1.0
         x = tf * self.idf[idx]
@@ -76,11 +81,50 @@ class PortableModel:
 
     def probability(self, tokens: Iterable[str] | Mapping[str, int]) -> float:
         """The positive-class probability (spam, phishing, sensitive) of tokens or counts."""
-        z = self.slope * self.decision(tokens) + self.offset
-        return _expit(z)
+        return self.squash(self.decision(tokens))
 
     def probabilities(self, documents: Iterable[Sequence[str]]) -> FloatArray:
         return np.array([self.probability(doc) for doc in documents], dtype=np.float64)
+
+    def squash(self, decision: float) -> float:
+        """The probability for a linear score from :meth:`decision` or :meth:`linear`."""
+        return _expit(self.slope * decision + self.offset)
+
+
+class ModelSet:
+    """Several models over one shared vocabulary index (read-only after construction).
+
+    Scoring a message looks each distinct token up once in the union of the vocabularies, then
+    gathers every model's own term indices with one numpy take: the same indices, counts and
+    order as :meth:`PortableModel.decision`, so the probabilities are bit-for-bit the same.
+    """
+
+    def __init__(self, models: Mapping[str, PortableModel]) -> None:
+        self.models = dict(models)
+        union: dict[str, int] = {}
+        for model in self.models.values():
+            for term in model.terms:
+                union.setdefault(term, len(union))
+        self.index = union
+        self._local: dict[str, npt.NDArray[np.int64]] = {}
+        for name, model in self.models.items():
+            local = np.full(len(union), -1, dtype=np.int64)
+            local[[union[t] for t in model.terms]] = np.arange(len(model.terms))
+            self._local[name] = local
+
+    def probabilities(self, counts: Mapping[str, int]) -> dict[str, float]:
+        """Each model's probability for token counts (``{token: count}``, in token order)."""
+        get = self.index.get
+        ids = np.array([get(t, -1) for t in counts], dtype=np.int64)
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        known = ids >= 0
+        ids, tf = ids[known], tf[known]
+        out: dict[str, float] = {}
+        for name, model in self.models.items():
+            local = self._local[name][ids]
+            keep = local >= 0
+            out[name] = model.squash(model.linear(local[keep], tf[keep]))
+        return out
 
 
 def _expit(z: float) -> float:

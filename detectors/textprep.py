@@ -6,12 +6,17 @@ portable TF-IDF models: :class:`TextPrep` lower-cases the text, tokenises it wit
 amounts into placeholder tokens, drops English stop words (scikit-learn's built-in list, copied here
 so features cannot drift with library versions) and stems words with nltk's Snowball English
 stemmer behind a bounded per-instance LRU cache. Training and scanning call the same code, and
-:data:`FEATURE_SCHEMA` names the feature definition recorded in every model manifest.
+:data:`FEATURE_SCHEMA` names the feature definition recorded in every model manifest. The scan
+path uses :meth:`TextPrep.counts`: the same features as :meth:`TextPrep.tokens`, counted, with the
+regular expression's raw tokens counted in C first and each distinct raw token mapped to its
+feature once through a bounded cache (a message repeats most of its words).
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from collections import Counter
 from collections.abc import Callable
 
 from nltk.stem.snowball import SnowballStemmer
@@ -66,6 +71,8 @@ MIN_WORD = 2
 MAX_WORD = 30
 DEFAULT_CACHE_SIZE = 65_536
 DEFAULT_MAX_CHARS = 200_000
+# nltk's RegexpTokenizer compiles with these flags; tokenize() is then findall() (no gaps).
+_FLAGS = re.UNICODE | re.MULTILINE | re.DOTALL
 
 
 class TextPrep:
@@ -75,9 +82,14 @@ class TextPrep:
         self, cache_size: int = DEFAULT_CACHE_SIZE, max_chars: int = DEFAULT_MAX_CHARS
     ) -> None:
         self._tokenizer = RegexpTokenizer(_PATTERN)
+        self._findall = re.compile(_PATTERN, _FLAGS).findall
         self._max_chars = max_chars
         stemmer = SnowballStemmer("english")
         self._stem: Callable[[str], str] = functools.lru_cache(maxsize=cache_size)(stemmer.stem)
+        # raw token -> feature ("" for none); emptied when full. A dict's get and set are atomic
+        # under the GIL, so threads share it without a lock (a lost entry is only recomputed).
+        self._features: dict[str, str] = {}
+        self._features_max = cache_size
 
     @property
     def max_chars(self) -> int:
@@ -91,6 +103,11 @@ class TextPrep:
         """(hits, misses, current size) of the stem cache."""
         info = self._stem.cache_info()  # type: ignore[attr-defined]
         return int(info.hits), int(info.misses), int(info.currsize)
+
+    @property
+    def feature_cache_size(self) -> int:
+        """Raw tokens currently held by the feature cache of :meth:`counts`."""
+        return len(self._features)
 
     def raw_tokens(self, text: str) -> list[str]:
         """Lower-cased tokens before stop-word removal and stemming (at most ``max_chars``)."""
@@ -106,6 +123,24 @@ class TextPrep:
         return out
 
     __call__ = tokens
+
+    def counts(self, text: str) -> dict[str, int]:
+        """Feature token -> count, in order of first occurrence: ``Counter(self.tokens(text))``,
+        computed once per distinct raw token instead of once per token."""
+        raw = Counter(self._findall(text[: self._max_chars].lower()))
+        cache = self._features
+        out: dict[str, int] = {}
+        for token, n in raw.items():
+            feature = cache.get(token)
+            if feature is None:
+                feature = self._feature(token) or ""
+                if token[0].isalpha():  # numbers and URLs are mostly unique: not worth keeping
+                    if len(cache) >= self._features_max:
+                        cache.clear()
+                    cache[token] = feature
+            if feature:
+                out[feature] = out.get(feature, 0) + n
+        return out
 
     def _feature(self, token: str) -> str | None:
         first = token[0]
