@@ -33,6 +33,12 @@ BASE = TMP / "fresh-deb12"
 APT_ARCHIVES = TMP / "mailwarden-apt-archives"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 UNIT_PATH = "/lib/systemd/system/mailwarden.service"
+# Brings the loopback interface of a new network namespace up (SIOCGIFFLAGS/SIOCSIFFLAGS, IFF_UP)
+# with the host's python3, so the tests need no iproute2.
+LO_UP = ("import fcntl, socket, struct; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+         "r = struct.pack('16sH22x', b'lo', 0); "
+         "f = struct.unpack('16sH22x', fcntl.ioctl(s, 0x8913, r))[1]; "
+         "fcntl.ioctl(s, 0x8914, struct.pack('16sH22x', b'lo', f | 1))")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -183,7 +189,7 @@ class Unit:
         env = {"PATH": PATH, "HOME": f"/var/lib/{self.user}", "USER": self.user,
                "LOGNAME": self.user, "SHELL": "/usr/sbin/nologin", **self.environment}
         script = "\n".join([
-            "set -e", "ip link set lo up", 'R="$1"; shift',
+            "set -e", f'/usr/bin/python3 -c "{LO_UP}"', 'R="$1"; shift',
             'mount --rbind "$R" "$R"',
             *(f'mount --bind "$R{p}" "$R{p}"' for p in writable),
             'mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"',
@@ -254,7 +260,7 @@ class NetNamespace:
     def __init__(self, path: Path):
         self.path = path
         path.touch()
-        subprocess.run(["unshare", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["unshare", f"--net={path}", "/usr/bin/python3", "-c", LO_UP], check=True)
 
     def command(self, *cmd: str) -> list[str]:
         return ["nsenter", f"--net={self.path}", *cmd]
