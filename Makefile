@@ -5,8 +5,8 @@
 #                  dpkg-buildpackage does for its build tree
 #   make lintian   run lintian on that package; fails on any error
 #
-# The build happens on a copy of the working tree (with packaging/debian as debian/) in a
-# temporary directory, so the repository stays clean. Build dependencies: see
+# The build happens on a copy of the sources (with packaging/debian as debian/) in a temporary
+# directory, so the repository stays clean. Build dependencies: see
 # packaging/debian/control (installed by scripts/bootstrap).
 
 DEB_OUT ?= ..
@@ -15,9 +15,10 @@ DEB_VERSION := $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Vers
 DEB := mailwarden_$(DEB_VERSION)_all.deb
 # Build with Debian's own tools and python3, never a virtualenv's.
 BUILD_ENV := env -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME PATH=/usr/sbin:/usr/bin:/sbin:/bin
-EXCLUDES := --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
-	--exclude=./debian --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache \
-	--exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis --exclude=./var
+# What the package is built from (the rest of the tree, virtualenvs and caches stay out).
+SOURCES := setup.cfg pyproject.toml README.md milter detectors models deploy docs \
+	$(wildcard LICENSE* COPYING*)
+EXCLUDES := --exclude='*.egg-info' --exclude=__pycache__
 
 .PHONY: deb lintian
 
@@ -28,7 +29,7 @@ deb:
 	trap 'rm -rf "$$work"' EXIT; \
 	tree="$$work/mailwarden-$(DEB_VERSION)"; \
 	mkdir "$$tree"; \
-	tar -cf - $(EXCLUDES) . | tar -xf - -C "$$tree"; \
+	tar -cf - $(EXCLUDES) $(SOURCES) | tar -xf - -C "$$tree"; \
 	cp -a packaging/debian "$$tree/debian"; \
 	(cd "$$tree" && $(BUILD_ENV) dpkg-buildpackage -b -us -uc); \
 	mkdir -p "$(DEB_OUT)"; \
