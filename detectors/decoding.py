@@ -24,13 +24,22 @@ _CP1252_LABELS = frozenset({"iso-8859-1", "iso8859-1", "iso_8859-1", "latin-1", 
 _ASCII_LABELS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968"})
 
 
+_WIDE_LABELS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "unicode")
+
+
 def decode_text(data: bytes, charset: str | None) -> str:
-    """Bytes to text: BOM, else declared charset, else UTF-8, else Windows-1252; never raises."""
-    if data.startswith(codecs.BOM_UTF8):
-        return data[3:].decode("utf-8", "replace")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", "replace")
+    """Bytes to text: BOM, else declared charset, else UTF-8, else Windows-1252; never raises.
+
+    A UTF-16 byte-order mark counts only when NUL bytes follow (ASCII in UTF-16 always has
+    them): ``\\xff\\xfe`` in front of UTF-8 text must not turn it into CJK garbage for the
+    scanner while the recipient's client shows it in clear."""
     label = (charset or "").strip().strip('"').lower()
+    wide = label.startswith(_WIDE_LABELS)
+    if data.startswith(codecs.BOM_UTF8) and not wide:
+        return data[3:].decode("utf-8", "replace")
+    utf16_bom = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if utf16_bom and not wide and b"\x00" in data[2:4096]:
+        return data.decode("utf-16", "replace")
     if label in _CP1252_LABELS:
         label = "cp1252"
     candidates = ("utf-8", "cp1252") if label in _ASCII_LABELS or not label else (label, "utf-8")

@@ -142,6 +142,8 @@ def _extract(message: Message, limits: ExtractLimits) -> Extraction:
         _walk(collector, message.parsed, None, 0, [0])
     except Exception as exc:  # noqa: BLE001 - hostile MIME must never crash a detector
         collector.refuse("message", f"MIME structure unreadable ({type(exc).__name__})")
+    if message.parse_error:  # the whole body was read as one undivided part
+        collector.refuse("message", message.parse_error)
     if message.truncated:
         collector.refuse("message", "message truncated before scanning (max scan bytes)")
     return collector.result()
@@ -154,8 +156,10 @@ def _walk(
     index[0] += 1
     if col.stopped:
         return
-    payload = part.get_payload()
-    if part.is_multipart() and isinstance(payload, list):
+    if part.is_multipart():
+        # Only a multipart's payload is read here: get_payload() on a leaf decodes 8-bit text
+        # with the declared charset, and codecs such as idna raise even with errors="replace".
+        payload = part.get_payload()
         inner: str | None
         if part.get_content_type() == "message/rfc822":
             name = _safe_name(part, index[0], ".eml")
@@ -169,7 +173,11 @@ def _walk(
             if isinstance(sub, email.message.Message):
                 _walk(col, sub, inner, depth + 1, index)
         return
-    _leaf(col, part, container, depth, index[0])
+    try:
+        _leaf(col, part, container, depth, index[0])
+    except Exception as exc:  # noqa: BLE001 - one hostile part must not hide its siblings
+        location = _location(container, "attachment", f"part{index[0]}")
+        col.refuse(location, f"unreadable MIME part ({type(exc).__name__})")
 
 
 def _leaf(

@@ -1,0 +1,393 @@
+"""Shared helpers for the reliability and fuzz tests (issue 8): configs, corpus, hostile mail.
+
+The reliability tests run the *default* detectors (``deploy/mailwarden.toml`` with the repo's
+``models/`` and a temporary state directory) against hostile input, through pymilter's TestCtx,
+through a real Postfix and in a soak run. This module gives them: the example config with chosen
+keys rewritten (:func:`deploy_config_text`), corpus messages read in place from
+``/work/shared/corpora/`` (never copied), builders for hostile messages (deep nesting, huge headers,
+zip bombs, 8-bit and invalid charsets), an adapter driver that honours no-reply like libmilter,
+``/proc`` probes (RSS, descriptors) and concurrent SMTP senders with per-message outcomes.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import io
+import os
+import re
+import smtplib
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import Milter
+from Milter.testctx import TestCtx
+
+from mailwarden.config import Config, load_config
+from mailwarden.message import Envelope, Message
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO.parent / "shared" / "corpora"
+PHISHING = CORPORA / "phishing_pot" / "phishing_2019-2024.tar.gz"
+SPAM = CORPORA / "spamassassin" / "spam.tar.gz"
+EASY_HAM = CORPORA / "spamassassin" / "easy_ham.tar.gz"
+# Real messages on which email.policy.default raises (Phishing Pot PROVENANCE.md).
+BREAKERS = (176, 187, 271, 284, 290)
+MiB = 1024 * 1024
+# A valid (Luhn, issuer range) card number with its context: the leak detector finds it.
+CARD = b"Customer card number 4539 5787 6362 1486 expiry 12/27 CVV 123, please charge it.\r\n"
+
+TestCtx.__test__ = False  # pymilter's class, not a test class
+OK = (Milter.CONTINUE, Milter.NOREPLY)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def deploy_config_text(overrides: dict[tuple[str, str], object], extra: str = "") -> str:
+    """``deploy/mailwarden.toml`` with ``(section, key)`` values rewritten in place.
+
+    Every override must hit a ``key = value`` line of that section (a renamed key fails loudly)."""
+    section, done, out = "", set(), []
+    for line in (REPO / "deploy" / "mailwarden.toml").read_text().splitlines():
+        header = re.fullmatch(r"\[([\w.]+)\]\s*", line)
+        if header:
+            section = header.group(1)
+        match = re.fullmatch(r"(\w+)\s*=.*", line)
+        key = (section, match.group(1) if match else "")
+        if key in overrides:
+            out.append(f"{key[1]} = {toml_value(overrides[key])}")
+            done.add(key)
+        else:
+            out.append(line)
+    missing = set(overrides) - done
+    assert not missing, f"keys not in deploy/mailwarden.toml: {sorted(missing)}"
+    return "\n".join(out) + "\n" + extra
+
+
+def default_overrides(state_dir: Path, **milter: object) -> dict[tuple[str, str], object]:
+    """The example config with the repo's models, a private state dir and no metrics port."""
+    values: dict[tuple[str, str], object] = {
+        ("paths", "model_dir"): str(REPO / "models"),
+        ("paths", "state_dir"): str(state_dir),
+        ("metrics", "enabled"): False,
+    }
+    values.update({("milter", key): value for key, value in milter.items()})
+    return values
+
+
+def default_config(state_dir: Path, **milter: object) -> Config:
+    """The shipped defaults (every default detector) as a loaded :class:`Config`."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    text = deploy_config_text(default_overrides(state_dir, **milter))
+    config = load_config(state_dir / "mailwarden.toml", text=text)
+    return replace(config, model_dir=REPO / "models", state_dir=state_dir)
+
+
+# --- corpus ------------------------------------------------------------------------------------
+
+def corpus_members(archive: Path, every: int = 1, limit: int | None = None,
+                   wanted: set[str] | None = None) -> list[tuple[str, bytes]]:
+    """(member name, bytes) of regular files of a corpus archive, read in place."""
+    assert archive.exists(), f"shared corpus missing: {archive} (see /work/shared/corpora)"
+    out: list[tuple[str, bytes]] = []
+    with tarfile.open(archive) as tar:
+        for number, member in enumerate(m for m in tar if m.isfile()):
+            if wanted is not None and member.name not in wanted:
+                continue
+            if wanted is None and number % every:
+                continue
+            handle = tar.extractfile(member)
+            if handle is not None:
+                out.append((member.name, handle.read()))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def breaker_messages() -> list[tuple[str, bytes]]:
+    names = {f"phishing/sample-{n}.eml" for n in BREAKERS}
+    found = corpus_members(PHISHING, wanted=names)
+    assert {n for n, _ in found} == names, "the corpus breakers moved"
+    return found
+
+
+# --- hostile messages --------------------------------------------------------------------------
+
+HEAD = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
+        b"Date: Mon, 02 Sep 2024 10:00:00 +0000\r\nMessage-ID: <rel@example.org>\r\n"
+        b"MIME-Version: 1.0\r\n")
+
+
+def nested_multipart(levels: int, core: bytes, subject: str = "nested") -> bytes:
+    """``levels`` multiparts, each in the previous one, around a text/plain ``core``."""
+    out = [HEAD, f"Subject: {subject}\r\n".encode()]
+    for level in range(levels):
+        out.append(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n'
+                   % (level, level))
+    out.append(b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + core + b"\r\n")
+    out.extend(b"--b%d--\r\n" % level for level in reversed(range(levels)))
+    return b"".join(out)
+
+
+def multipart(parts: Sequence[bytes], subject: str = "parts", boundary: str = "==rel==") -> bytes:
+    """A multipart/mixed message of ready-made MIME entities (headers + blank line + body)."""
+    body = b"".join(b"--" + boundary.encode() + b"\r\n" + p + b"\r\n" for p in parts)
+    return (HEAD + f"Subject: {subject}\r\nContent-Type: multipart/mixed; "
+                   f'boundary="{boundary}"\r\n\r\n'.encode() + body
+            + b"--" + boundary.encode() + b"--\r\n")
+
+
+def base64_part(data: bytes, filename: str, ctype: str = "application/octet-stream") -> bytes:
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (f"Content-Type: {ctype}\r\nContent-Transfer-Encoding: base64\r\n"
+            f'Content-Disposition: attachment; filename="{filename}"\r\n\r\n').encode() + encoded
+
+
+def text_part(text: bytes, charset: str = "utf-8", cte: str = "8bit") -> bytes:
+    return (f"Content-Type: text/plain; charset={charset}\r\n"
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode() + text
+
+
+def zip_of(members: dict[str, bytes], level: int = 9) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def nested_zip(levels: int, leaf: bytes) -> bytes:
+    """A zip in a zip ... ``levels`` deep around ``leaf.txt``."""
+    data = zip_of({"leaf.txt": leaf})
+    for level in range(levels - 1):
+        data = zip_of({f"layer{level}.zip": data})
+    return data
+
+
+def zip_bomb(uncompressed: int) -> bytes:
+    """One member of ``uncompressed`` zero bytes (ratio about 1000:1)."""
+    return zip_of({"zeros.bin": bytes(uncompressed)})
+
+
+def overlapping_zip_bomb(members: int, kernel: int = 2 * MiB) -> bytes:
+    """Many central-directory entries pointing at the *same* compressed kernel (Fifield's
+    non-recursive bomb, simplified): each member claims ``kernel`` bytes, the file stays small."""
+    single = zip_of({"k.bin": bytes(kernel)})
+    local_end = single.find(b"PK\x01\x02")
+    central = single[local_end:single.find(b"PK\x05\x06")]
+    entries = []
+    for n in range(members):
+        name = f"k{n:05}.bin".encode()
+        entry = bytearray(central[:46]) + name
+        entry[28:30] = len(name).to_bytes(2, "little")
+        entries.append(bytes(entry))
+    directory = b"".join(entries)
+    end = (b"PK\x05\x06" + bytes(4) + members.to_bytes(2, "little") * 2
+           + len(directory).to_bytes(4, "little") + local_end.to_bytes(4, "little") + bytes(2))
+    return single[:local_end] + directory + end
+
+
+# --- the milter adapter through pymilter's TestCtx ---------------------------------------------
+
+class Ctx(TestCtx):  # type: ignore[misc]
+    """TestCtx recording quarantine, connecting with libmilter's (address, port) tuple."""
+
+    def __init__(self) -> None:
+        super().__init__(logfile="/dev/null")
+        self.quarantined: str | None = None
+
+    def quarantine(self, reason: str) -> None:
+        self.quarantined = reason
+
+    def connect_from(self, ip: str = "127.0.0.1") -> Any:
+        self._negotiate()
+        self._stage = Milter.M_CONNECT
+        rc = Milter.connect_callback(self, "client.example", socket.AF_INET, (ip, 40000))
+        self._stage = None
+        return rc
+
+
+class EngineHolder:
+    """The adapter's engine source (what the runtime is in the daemon)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.sessions = 0
+
+    def session_started(self) -> None:
+        self.sessions += 1
+
+    def session_ended(self) -> None:
+        self.sessions -= 1
+
+
+def header_fields(head: bytes) -> Iterator[tuple[str, bytes]]:
+    for line in re.split(rb"\r?\n(?![ \t])", head):
+        if line:
+            name, _, value = line.partition(b":")
+            yield name.decode("latin-1"), value.strip()
+
+
+def drive(ctx: Ctx, data: bytes, sender: str = "alice@example.org",
+          rcpts: Sequence[str] = ("bob@example.net",), chunk: int = 65535) -> Any:
+    """Feed one message through the callbacks as libmilter does (no-reply steps continue).
+
+    Only the header block is parsed for TestCtx's own copy (it applies header changes there), so
+    the body is never held twice by the harness."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    ctx._msg = email.message_from_bytes(head + b"\r\n\r\n")
+    ctx._body, ctx._reply = None, None
+    steps: list[Callable[[], Any]] = [lambda: ctx._envfrom(f"<{sender}>")]
+    steps += [lambda r=r: ctx._envrcpt(f"<{r}>") for r in rcpts]
+    steps += [lambda n=n, v=v: ctx._priv.header_bytes(n, v) for n, v in header_fields(head)]
+    steps.append(ctx._eoh)
+    view = memoryview(body)
+    steps += [lambda i=i: ctx._priv.body(bytes(view[i:i + chunk]))
+              for i in range(0, len(body), chunk)]
+    for step in steps:
+        rc = step()
+        if rc not in OK:
+            return rc
+    return ctx._eom()
+
+
+def snapshot(data: bytes, queue_id: str = "Q1", sender: str = "alice@example.org",
+             max_bytes: int = 10 * MiB) -> Message:
+    kept = data[:max_bytes]
+    return Message(Envelope(queue_id, sender, ("bob@example.net",), auth_user=sender),
+                   kept, len(data), truncated=len(data) > max_bytes)
+
+
+# --- process probes ----------------------------------------------------------------------------
+
+def rss_kib(pid: int | str = "self") -> int:
+    return status_kib("VmRSS", pid)
+
+
+def status_kib(field: str, pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+@contextmanager
+def peak_rss_growth() -> Iterator[list[int]]:
+    """KiB by which this process's peak RSS rose above its RSS at entry (``box[0]``, set on
+    exit): the kernel's high-water mark is reset first (``/proc/self/clear_refs`` 5), so C
+    allocations (zlib, numpy) count as well as Python's."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status_kib("VmRSS")
+    box = [0]
+    yield box
+    box[0] = status_kib("VmHWM") - before
+
+
+def open_fds(pid: int | str = "self") -> list[str]:
+    """What each open descriptor of ``pid`` points at (sockets, files, '(deleted)' temp files)."""
+    out = []
+    base = Path(f"/proc/{pid}/fd")
+    for entry in base.iterdir():
+        try:
+            out.append(os.readlink(entry))
+        except OSError:
+            continue  # closed between listing and reading
+    return out
+
+
+def slope(values: Sequence[float]) -> float:
+    """Least-squares slope of ``values`` against their index."""
+    n = len(values)
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    den = sum((i - mean_x) ** 2 for i in range(n))
+    return num / den if den else 0.0
+
+
+# --- SMTP load ---------------------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    token: str
+    code: int | None = None  # the final reply to DATA (250 when accepted)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def smtp_message(token: str, sender: str, marker: str | None = None, body: str = "") -> bytes:
+    lines = [f"From: <{sender}>", "To: <rcpt@sink.test>", f"Subject: reliability {token}",
+             "Date: Mon, 02 Sep 2024 10:00:00 +0000", f"Message-ID: <{token}@mailwarden.test>"]
+    if marker:
+        lines.append(f"X-Mailwarden-Test: {marker}")
+    text = body or f"Status note {token}.\r\nNothing to see here.\r\n"
+    return ("\r\n".join(lines) + "\r\n\r\n" + text + f"\r\ntoken {token}\r\n").encode()
+
+
+def send_one(port: int, data: bytes, sender: str, token: str) -> Sent:
+    sent = Sent(token)
+    started = time.monotonic()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.sendmail(sender, ["rcpt@sink.test"], data)
+        sent.code = 250
+    except smtplib.SMTPResponseException as exc:
+        sent.code, sent.error = exc.smtp_code, str(exc.smtp_error)[:200]
+    except smtplib.SMTPRecipientsRefused as exc:
+        sent.code, sent.error = 550, str(exc.recipients)[:200]
+    except (OSError, smtplib.SMTPException) as exc:
+        sent.error = f"{type(exc).__name__}: {exc}"[:200]
+    sent.seconds = time.monotonic() - started
+    return sent
+
+
+Job = tuple[str, str, bytes]  # token, sender, message bytes
+
+
+def send_concurrently(port: int, jobs: Sequence[Job], senders: int = 4,
+                      on_progress: Callable[[int], None] | None = None) -> list[Sent]:
+    """Send ``jobs`` over ``senders`` parallel SMTP clients; ``on_progress(n)`` after each one
+    (from the sender threads) lets a test act mid-run. Results are in job order."""
+    results: list[Sent | None] = [None] * len(jobs)
+    lock = threading.Lock()
+    state = {"next": 0, "done": 0}
+
+    def work() -> None:
+        while True:
+            with lock:
+                index = state["next"]
+                state["next"] += 1
+            if index >= len(jobs):
+                return
+            token, sender, data = jobs[index]
+            results[index] = send_one(port, data, sender, token)
+            with lock:
+                state["done"] += 1
+                done = state["done"]
+            if on_progress is not None:
+                on_progress(done)
+
+    threads = [threading.Thread(target=work, name=f"smtp-{n}") for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert all(r is not None for r in results), "a sender thread died"
+    return [r for r in results if r is not None]
