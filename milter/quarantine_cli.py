@@ -142,21 +142,26 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 def cmd_list(args: argparse.Namespace) -> int:
     from mailwarden.quarantine_format import entry_json, entry_line, header_line
 
+    status = 0
     with opened(args) as ctx:
         state = None if args.state == "all" else args.state
         now = time.time()
-        items = review.select(review.entries(ctx.store, ctx.queue, state), now,
-                              args.older_than, args.newer_than, args.detector,
+        try:
+            joined = review.entries(ctx.store, ctx.queue, state)
+        except MtaError as exc:  # still show what the store knows, and say why the MTA is not
+            print(f"mailwarden: {exc}; showing mailwarden's records only", file=sys.stderr)
+            joined, status = review.entries(ctx.store, None, state), 1
+        items = review.select(joined, now, args.older_than, args.newer_than, args.detector,
                               args.sender_domain)
     if args.json:
         for item in items:
             print(json.dumps(entry_json(item, now), sort_keys=True))
-        return 0
+        return status
     print(header_line())
     for item in items:
         print(entry_line(item, now))
     print(f"{len(items)} message(s)")
-    return 0
+    return status
 
 
 @guarded

@@ -55,7 +55,7 @@ def _recipients(entry: Entry) -> str:
 
 def _state(entry: Entry) -> str:
     state = entry.record.state if entry.record else "held"
-    if state == "held" and entry.mta_state != "hold":
+    if state == "held" and entry.mta_state not in ("hold", "unknown"):
         return "missing" if entry.queued is None else entry.mta_state
     return state
 

@@ -40,6 +40,7 @@ class Entry:
 
     record: HeldRecord | None
     queued: QueuedMessage | None
+    mta_unknown: bool = False  # the MTA could not be asked (down, not permitted)
 
     @property
     def queue_id(self) -> str:
@@ -56,6 +57,8 @@ class Entry:
 
     @property
     def mta_state(self) -> str:
+        if self.mta_unknown:
+            return "unknown"
         return self.queued.queue if self.queued else "missing"
 
     @property
@@ -70,11 +73,13 @@ def actor() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
-def entries(store: QuarantineStore, queue: MailQueue, state: str | None = "held") -> list[Entry]:
-    """Records in ``state`` joined with the MTA's queue, plus held messages without a record."""
-    queued = queue.messages()
+def entries(store: QuarantineStore, queue: MailQueue | None,
+            state: str | None = "held") -> list[Entry]:
+    """Records in ``state`` joined with the MTA's queue, plus held messages without a record
+    (``queue`` None: the MTA cannot be asked, records only)."""
+    queued = queue.messages() if queue is not None else {}
     records = store.records(state)
-    out = [Entry(r, queued.get(r.queue_id)) for r in records]
+    out = [Entry(r, queued.get(r.queue_id), queue is None) for r in records]
     known = {r.queue_id for r in records}
     if state in (None, "held"):
         out += [Entry(None, q) for q in queued.values()

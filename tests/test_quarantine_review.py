@@ -11,7 +11,7 @@ import pytest
 from mailwarden import quarantine_cli
 from mailwarden import quarantine_review as review
 from mailwarden.cli import main
-from mailwarden.mta import HOLD, MtaNotFound, MtaPermissionError, QueuedMessage
+from mailwarden.mta import HOLD, MtaError, MtaNotFound, MtaPermissionError, QueuedMessage
 from mailwarden.quarantine import QuarantineSettings
 from mailwarden.quarantine_records import HeldRecord
 from mailwarden.quarantine_store import FILENAME, QuarantineStore
@@ -257,3 +257,20 @@ def test_cli_bad_quarantine_config_exits_2(tmp_path: Path,
     config = write_config(tmp_path, extra="[quarantine]\nexpire_action = \"bounce\"\n")
     assert main(["quarantine", "list", "--config", str(config)]) == 2
     assert "quarantine.expire_action" in capsys.readouterr().err
+
+
+def test_cli_list_without_the_mta_shows_records_and_exits_1(  # type: ignore[no-untyped-def]
+        fake_cli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    queue, store, config = fake_cli
+    add(store, "AAAAA11111", "MW-00000000000A")
+
+    def down() -> dict[str, QueuedMessage]:
+        raise MtaError("listing the queue: postqueue failed: Mail system is down")
+
+    monkeypatch.setattr(queue, "messages", down)
+    assert main(["quarantine", "list", "--config", config, "--json"]) == 1
+    out = capsys.readouterr()
+    assert "Mail system is down; showing mailwarden's records only" in out.err
+    row = json.loads(out.out)
+    assert row["queue_id"] == "AAAAA11111" and row["mta_queue"] == "unknown"
+    assert row["state"] == "held"
