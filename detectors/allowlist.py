@@ -75,9 +75,13 @@ class AllowlistDetector(BaseDetector):
         current = self._snapshot
         if now - current.loaded < self._ttl:
             return current
-        if not self._lock.acquire(blocking=False):
-            return current  # another thread is refreshing: use what we have
+        # While another thread refreshes, use the current snapshot; before the first load
+        # there is none, so wait for it.
+        if not self._lock.acquire(blocking=not current.loaded):
+            return current
         try:
+            if self._snapshot is not current and self._snapshot.loaded:
+                return self._snapshot  # loaded by the thread we waited for
             self._snapshot = load_snapshot(self._path, now)
         except StoreError as exc:
             log.warning("allow list unavailable, keeping the previous one: %s", exc)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mailwarden.detectors import allowlist
 from mailwarden.detectors.allowlist import AllowlistDetector
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
@@ -142,3 +143,25 @@ def test_engine_accepts_an_allowed_message_that_would_be_held(tmp_path: Path) ->
         store.close()
     finally:
         engine.close()
+
+
+def test_callers_during_the_first_load_wait_for_it(setup,  # type: ignore[no-untyped-def]
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = setup
+    allow(store, "pair", ("bob@partner.example",), "MW-000000000001")
+    slow_load = allowlist.load_snapshot
+
+    def slow(path: Path, now: float) -> allowlist.Snapshot:
+        time.sleep(0.3)
+        return slow_load(path, now)
+
+    monkeypatch.setattr(allowlist, "load_snapshot", slow)
+    detector = AllowlistDetector(store.path, cache_seconds=60.0)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        allowed(detector, msg(SENDER, "bob@partner.example")))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 4
