@@ -50,9 +50,11 @@ class QuarantineStore:
         self.path = Path(path)
         self._create = create
         self._busy_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        # One connection, one operation at a time: the daemon's writers are libmilter's
+        # per-connection threads (a connection per thread would leak with them) and writes
+        # serialise in SQLite anyway.
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +71,7 @@ class QuarantineStore:
             raise StoreError(f"quarantine store {self.path} has no salt (not initialised)")
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if self._db is None:
             mode = "rwc" if self._create else "rw"
             conn = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True,
                                    timeout=self._busy_ms / 1000.0, isolation_level=None,
@@ -78,10 +79,12 @@ class QuarantineStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
+            self._db = conn
+        return self._db
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn().execute(sql, params).fetchall()
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -99,14 +102,15 @@ class QuarantineStore:
 
     @contextmanager
     def _tx(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        conn = conn or self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._lock:
+            conn = conn or self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def hash(self, address: str) -> str:
         return address_hash(self.salt, address)
@@ -124,16 +128,15 @@ class QuarantineStore:
             key = key.upper()
         else:
             sql = "SELECT * FROM held WHERE queue_id = ? ORDER BY created DESC, id DESC LIMIT 1"
-        row = self._conn().execute(sql, (key,)).fetchone()
-        return from_row(row) if row else None
+        rows = self._rows(sql, (key,))
+        return from_row(rows[0]) if rows else None
 
     def records(self, state: str | None = "held") -> list[HeldRecord]:
-        conn = self._conn()
         if state is None:
-            rows = conn.execute("SELECT * FROM held ORDER BY created, id").fetchall()
+            rows = self._rows("SELECT * FROM held ORDER BY created, id")
         else:
-            rows = conn.execute("SELECT * FROM held WHERE state = ? ORDER BY created, id",
-                                (state,)).fetchall()
+            rows = self._rows("SELECT * FROM held WHERE state = ? ORDER BY created, id",
+                              (state,))
         return [from_row(row) for row in rows]
 
     def review(self, record: HeldRecord, review: Review) -> HeldRecord:
@@ -158,9 +161,9 @@ class QuarantineStore:
 
     def allow_entries(self, now: float | None = None) -> list[AllowEntry]:
         now = time.time() if now is None else now
-        rows = self._conn().execute(
+        rows = self._rows(
             "SELECT id, kind, sender_hash, target, created, expires, ref, actor, note FROM allow"
-            " WHERE expires IS NULL OR expires > ? ORDER BY id", (now,)).fetchall()
+            " WHERE expires IS NULL OR expires > ? ORDER BY id", (now,))
         return [AllowEntry(*tuple(row)) for row in rows]
 
     def remove_allow(self, entry_id: int, actor: str) -> bool:
@@ -174,7 +177,7 @@ class QuarantineStore:
 
     def feedback_rows(self) -> list[dict[str, Any]]:
         out = []
-        for row in self._conn().execute("SELECT * FROM feedback ORDER BY id").fetchall():
+        for row in self._rows("SELECT * FROM feedback ORDER BY id"):
             item = dict(zip(row.keys(), tuple(row), strict=True))
             for key in ("scores", "findings", "models", "recipient_domains"):
                 item[key] = json.loads(item[key])
@@ -182,12 +185,11 @@ class QuarantineStore:
         return out
 
     def counters(self) -> dict[tuple[str, str], int]:
-        rows = self._conn().execute("SELECT name, label, value FROM counters").fetchall()
+        rows = self._rows("SELECT name, label, value FROM counters")
         return {(str(n), str(lab)): int(v) for n, lab, v in rows}
 
     def held_count(self) -> int:
-        row = self._conn().execute("SELECT COUNT(*) FROM held WHERE state = 'held'").fetchone()
-        return int(row[0])
+        return int(self._rows("SELECT COUNT(*) FROM held WHERE state = 'held'")[0][0])
 
     def prune(self, before: float) -> int:
         """Forget reviewed records and audit events older than ``before`` (feedback stays)."""
@@ -199,11 +201,10 @@ class QuarantineStore:
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+            conn, self._db = self._db, None
+            if conn is not None:
+                with suppress(sqlite3.Error):
+                    conn.close()
 
 
 def _bump(conn: sqlite3.Connection, name: str, label: str) -> None:

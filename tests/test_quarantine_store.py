@@ -173,3 +173,20 @@ def test_root_leaves_files_owned_by_the_state_directory_owner(tmp_path: Path) ->
     assert owners[FILENAME] == (nobody.pw_uid, nobody.pw_gid)
     assert all(owner == (nobody.pw_uid, nobody.pw_gid) for owner in owners.values()), owners
 
+
+
+def test_short_lived_threads_do_not_leak_connections(store: QuarantineStore) -> None:
+    """The daemon writes from libmilter's per-connection threads: one thread per SMTP session."""
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store.add(record(store, ref="MW-100000000000", queue_id="WARMUP0000"))
+    before = open_fds()
+    for i in range(40):
+        t = threading.Thread(target=store.add,
+                             args=(record(store, ref=f"MW-{i:012X}", queue_id=f"Q{i:09d}"),))
+        t.start()
+        t.join()
+    assert len(store.records()) == 41
+    assert open_fds() <= before + 1
