@@ -117,8 +117,7 @@ class SendingDetector(BaseDetector):
     def _step(self, blob: bytes | None, event: SendEvent) -> tuple[Update, Outcome]:
         profile = Profile.decode(blob)
         obs = observe(profile, event, self._prior, self._config)
-        scaled = self._scorer.scaled(obs.vector)
-        anomaly = float(self._scorer.score_scaled(scaled)[0])
+        anomaly, scaled = self._scorer.score_one(obs.vector)
         learn(profile, event, obs)
         profile.score = anomaly
         flagged = event.at if anomaly > self.report_above else None

@@ -1,11 +1,18 @@
 """Embedded SQLite backend of the per-sender state store (one milter instance per host).
 
-One file (default ``<state_dir>/sending.sqlite``) in WAL mode with a ``busy_timeout``; each thread
-of the milter gets its own connection, and a read-modify-write of one sender runs inside
-``BEGIN IMMEDIATE`` so concurrent messages of the same sender serialise. Size stays bounded: rows
-not updated for ``retention_seconds`` (measured in message time, so replays age correctly) and,
-beyond ``max_senders``, the least recently updated rows are pruned every ``prune_every``
-transactions, and freed pages go back to the file system (incremental vacuum).
+One file (default ``<state_dir>/sending.sqlite``) in WAL mode with a ``busy_timeout``, shared by
+every thread and by every worker process of a pre-forked daemon; each thread gets its own
+connection. A read-modify-write of one sender is optimistic, like a Redis WATCH: read the blob and
+its version, compute the new blob with no lock held, then write it with one statement that only
+succeeds if the version is unchanged (else read and compute again; after a few conflicts the
+update runs inside ``BEGIN IMMEDIATE``). The database write lock is thus held for one statement,
+never while Python code runs, so concurrent messages of the same sender never lose an update and
+other processes are not kept waiting. Each row carries the time its sender was last flagged as
+anomalous (NULL when the latest message was not). Size stays bounded: rows not updated for
+``retention_seconds`` (measured in message time, so replays age correctly) and, beyond
+``max_senders``, the least recently updated rows are pruned every ``prune_every`` transactions,
+and freed pages go back to the file system (incremental vacuum). Files written by the earlier
+layout (a separate ``flagged`` table, no version column) are upgraded in place on open.
 """
 
 from __future__ import annotations
@@ -15,17 +22,28 @@ import threading
 from pathlib import Path
 from typing import TypeVar
 
-from mailwarden.store import StoreUnavailable, TransactFn
+from mailwarden.store import StoreUnavailable, TransactFn, Update
 
 T = TypeVar("T")
+OPTIMISTIC_TRIES = 4
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS sender_state ("
-    " key TEXT PRIMARY KEY, blob BLOB NOT NULL, updated REAL NOT NULL)",
+_TABLE = ("CREATE TABLE IF NOT EXISTS sender_state ("
+          " key TEXT PRIMARY KEY, blob BLOB NOT NULL, updated REAL NOT NULL,"
+          " version INTEGER NOT NULL DEFAULT 0, flagged REAL)")
+_ADDED_COLUMNS = (("version", "INTEGER NOT NULL DEFAULT 0"), ("flagged", "REAL"))
+_INDEXES = (
     "CREATE INDEX IF NOT EXISTS sender_state_updated ON sender_state(updated)",
-    "CREATE TABLE IF NOT EXISTS flagged (key TEXT PRIMARY KEY, at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS flagged_at ON flagged(at)",
+    "CREATE INDEX IF NOT EXISTS sender_state_flagged ON sender_state(flagged)"
+    " WHERE flagged IS NOT NULL",
 )
+_SELECT = "SELECT blob, version FROM sender_state WHERE key = ?"
+_INSERT = ("INSERT INTO sender_state(key, blob, updated, version, flagged) VALUES (?, ?, ?, 1, ?)"
+           " ON CONFLICT(key) DO NOTHING")
+_UPDATE = ("UPDATE sender_state SET blob = ?, updated = ?, flagged = ?, version = version + 1"
+           " WHERE key = ? AND version = ?")
+_UPSERT = ("INSERT INTO sender_state(key, blob, updated, version, flagged) VALUES (?, ?, ?, 1, ?)"
+           " ON CONFLICT(key) DO UPDATE SET blob = excluded.blob, updated = excluded.updated,"
+           " flagged = excluded.flagged, version = sender_state.version + 1")
 
 
 class SqliteStore:
@@ -73,40 +91,66 @@ class SqliteStore:
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # effective on a new file only
         conn.execute("PRAGMA journal_mode = WAL")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-
-    def transact(self, key: str, fn: TransactFn[T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")  # workers of one daemon open the file at the same time
         try:
-            result = self._transact(self._conn(), key, fn)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
-        self._maybe_prune()
-        return result
-
-    def _transact(self, conn: sqlite3.Connection, key: str, fn: TransactFn[T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT blob FROM sender_state WHERE key = ?", (key,)).fetchone()
-            update, result = fn(bytes(row[0]) if row else None)
-            conn.execute(
-                "INSERT INTO sender_state(key, blob, updated) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET blob = excluded.blob, updated = excluded.updated",
-                (key, update.blob, update.at),
-            )
-            if update.flagged_at is None:
-                conn.execute("DELETE FROM flagged WHERE key = ?", (key,))
-            else:
-                conn.execute("INSERT OR REPLACE INTO flagged(key, at) VALUES (?, ?)",
-                             (key, update.flagged_at))
+            conn.execute(_TABLE)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(sender_state)")}
+            for name, definition in _ADDED_COLUMNS:
+                if name not in columns:
+                    conn.execute(f"ALTER TABLE sender_state ADD COLUMN {name} {definition}")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                            " AND name = 'flagged'").fetchone():
+                conn.execute("UPDATE sender_state SET flagged = (SELECT at FROM flagged"
+                             " WHERE flagged.key = sender_state.key)")
+                conn.execute("DROP TABLE flagged")
+            for statement in _INDEXES:
+                conn.execute(statement)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def transact(self, key: str, fn: TransactFn[T]) -> T:
+        conn = self._conn()
+        try:
+            for _ in range(OPTIMISTIC_TRIES):
+                row = conn.execute(_SELECT, (key,)).fetchone()
+                update, result = fn(bytes(row[0]) if row else None)
+                if self._write(conn, key, None if row is None else int(row[1]), update):
+                    break
+            else:  # a burst from one sender on several threads or processes: take the lock
+                update, result = self._locked(conn, key, fn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
         with self._count_lock:
             self._newest = max(self._newest, update.at)
+        self._maybe_prune()
         return result
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, key: str, version: int | None, update: Update) -> bool:
+        """One statement, atomic: True if the row was still at ``version`` (None: absent)."""
+        if version is None:
+            cursor = conn.execute(_INSERT, (key, update.blob, update.at, update.flagged_at))
+        else:
+            cursor = conn.execute(_UPDATE, (update.blob, update.at, update.flagged_at, key,
+                                            version))
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def _locked(conn: sqlite3.Connection, key: str, fn: TransactFn[T]) -> tuple[Update, T]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(_SELECT, (key,)).fetchone()
+            update, result = fn(bytes(row[0]) if row else None)
+            conn.execute(_UPSERT, (key, update.blob, update.at, update.flagged_at))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return update, result
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -119,7 +163,8 @@ class SqliteStore:
 
     def anomalous_count(self, since: float) -> int:
         try:
-            row = self._conn().execute("SELECT COUNT(*) FROM flagged WHERE at >= ?", (since,))
+            row = self._conn().execute(
+                "SELECT COUNT(*) FROM sender_state WHERE flagged >= ?", (since,))
             return int(row.fetchone()[0])
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
@@ -143,7 +188,6 @@ class SqliteStore:
         conn = self._conn()
         cutoff = (self._newest if now is None else now) - self._retention
         removed = conn.execute("DELETE FROM sender_state WHERE updated < ?", (cutoff,)).rowcount
-        conn.execute("DELETE FROM flagged WHERE at < ?", (cutoff,))
         surplus = len(self) - self._max_senders
         if surplus > 0:
             removed += conn.execute(
