@@ -62,6 +62,7 @@ def process_section(report: ProcessReport | None, messages: int, wall: float) ->
         "cpu_utilisation": round(report.cpu_seconds / wall, 3) if wall else 0,
         "rss_start_kib": report.rss_start_kib, "rss_end_kib": report.rss_end_kib,
         "rss_max_kib": report.rss_max_kib, "threads_max": report.threads_max,
+        "processes": report.processes, "pss_end_kib": report.pss_end_kib,
     }
 
 
@@ -130,7 +131,9 @@ def _process_lines(report: dict[str, object]) -> list[str]:
             f"milter pid {proc['pid']}: cpu {proc['cpu_seconds']} s = "
             f"{proc['cpu_ms_per_message']} ms/message ({proc['cpu_utilisation']:.0%} of a core), "
             f"rss {proc['rss_start_kib']} -> {proc['rss_end_kib']} KiB "
-            f"(max {proc['rss_max_kib']}), threads max {proc['threads_max']}")
+            f"(max {proc['rss_max_kib']}), threads max {proc['threads_max']}"
+            + (f", {proc['processes']} processes (RSS summed; PSS {proc['pss_end_kib']} KiB)"
+               if proc.get("processes", 1) != 1 else ""))
     else:
         lines.append("milter process: not found (give --pid to measure its CPU and memory)")
     gen = report["generator"]

@@ -33,6 +33,7 @@ METRICS = (  # (label, path in the miltergen report)
     ("max ms", ("latency_ms", "max")),
     ("milter CPU ms/msg", ("milter_process", "cpu_ms_per_message")),
     ("milter RSS max KiB", ("milter_process", "rss_max_kib")),
+    ("milter PSS KiB", ("milter_process", "pss_end_kib")),
     ("generator CPU %", ("generator", "cpu_utilisation")),
     ("errors", ("errors",)),
 )

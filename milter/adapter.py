@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import socket
+import stat
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import Milter
@@ -229,12 +232,61 @@ def _strip_brackets(address: str) -> str:
 
 
 def serve(source: EngineSource, name: str, socket_spec: str, on_error: Action) -> None:
-    """Run libmilter's loop until stopped; blocks the calling thread."""
-    Milter.factory = functools.partial(MailwardenMilter, source)
+    """Run libmilter's loop until stopped; blocks the calling thread (``Milter.runmilter``)."""
+    listen(name, socket_spec, on_error)
+    serve_listener(source)
+
+
+def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
+    """Everything ``Milter.runmilter`` does before ``milter.main()``: callbacks, flags, connection
+    spec, register, and open the listening socket (removing a stale unix socket file).
+
+    libmilter keeps the socket in a static variable and ``smfi_main`` reuses it
+    (``mi_listener`` -> ``mi_opensocket`` returns at once when ``listenfd`` is valid), so
+    processes forked after this call each serve the same listener. Returns its descriptor
+    (found as the one socket this call opened), or None if it cannot be told apart.
+    """
     Milter.set_flags(FLAGS)
-    policy = Milter.TEMPFAIL if on_error is Action.TEMPFAIL else Milter.CONTINUE
-    Milter.set_exception_policy(policy)
-    Milter.runmilter(name, socket_spec, 0)
+    Milter.set_exception_policy(Milter.TEMPFAIL if on_error is Action.TEMPFAIL
+                                else Milter.CONTINUE)
+    lib = Milter.milter
+    lib.set_connect_callback(Milter.connect_callback)
+    lib.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    lib.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
+    lib.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
+    lib.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
+    lib.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    lib.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    lib.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    lib.set_abort_callback(lambda ctx: ctx.getpriv().abort())
+    lib.set_close_callback(Milter.close_callback)
+    lib.setconn(socket_spec)
+    lib.register(name, data=lambda ctx: ctx.getpriv().data(),
+                 unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
+                 negotiate=Milter.negotiate_callback)
+    before = _open_sockets()
+    lib.opensocket(True)
+    sockets = _open_sockets() - before
+    return sockets.pop() if len(sockets) == 1 else None
+
+
+def serve_listener(source: EngineSource) -> None:
+    """libmilter's accept loop on the socket :func:`listen` opened (in this process or in the
+    parent it was forked from); blocks the calling thread until :func:`stop`."""
+    Milter.factory = functools.partial(MailwardenMilter, source)
+    Milter.milter.main()
+
+
+def _open_sockets() -> set[int]:
+    fds = [int(path.name) for path in Path("/proc/self/fd").iterdir()]
+    return {fd for fd in fds if _is_socket(fd)}  # the listing's own descriptor is closed by now
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def stop() -> None:

@@ -5,7 +5,9 @@ runs libmilter's loop on a background thread while the main thread waits for sig
 blocks SIGHUP/SIGTERM in its own threads; the kernel hands a process signal to the main thread,
 which does not block them). A reload builds a complete new engine first and swaps it in only if it
 loads; a failed reload keeps the old engine and is logged and counted. Connections in flight keep
-the engine they started with; the old engine is closed once its grace period has passed.
+the engine they started with; the old engine is closed once its grace period has passed. With
+``processes`` above 1 the same loop runs in each worker of a pre-fork supervisor
+(:mod:`mailwarden.prefork`), which owns the socket and the metrics port.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -89,31 +92,69 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
     return replace(config, milter=milter, metrics=metrics)
 
 
+def worker_processes(config: Config, overrides: dict[str, object]) -> int:
+    """How many processes serve: ``--processes`` or ``[milter] processes``; 0 means one per
+    usable CPU. 1 is the single-process daemon, more is pre-fork mode."""
+    raw = overrides.get("processes")
+    value = int(str(raw)) if raw is not None else int(getattr(config.milter, "processes", 1))
+    if value <= 0:
+        value = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, value)
+
+
 def run(config_path: str | None, overrides: dict[str, object], umask: int = 0o007) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    config = apply_overrides(load_config(config_path), overrides)
+    processes = worker_processes(config, overrides)
+    _prepare_socket(config.milter.socket)
+    if processes > 1:
+        from mailwarden.prefork import run_prefork
+
+        os.umask(umask)  # libmilter creates the socket in the parent
+        return run_prefork(config, config_path, overrides, processes)
     runtime = Runtime(config_path, overrides, Metrics())
     runtime.metrics.watch(runtime)  # scrape-time gauges of the current engine's detectors
     config = runtime.engine.config
     if config.metrics.enabled:
         runtime.metrics.serve(config.metrics.address, config.metrics.port)
-    _prepare_socket(config.milter.socket)
     os.umask(umask)
+    if not _listen(config):
+        runtime.engine.close()
+        return 1
+    log.info("listening on %s, mode=%s, detectors=%s", config.milter.socket, config.milter.mode,
+             ",".join(d.name for d in runtime.engine.detectors) or "none")
+    return serve_until_stopped(runtime)
+
+
+def _listen(config: Config) -> bool:
+    try:
+        adapter.listen(config.milter.name, config.milter.socket, config.milter.on_error)
+    except Exception:  # pymilter's milter.error: bad spec, path, port in use
+        log.exception("cannot listen on %s", config.milter.socket)
+        return False
+    return True
+
+
+def serve_until_stopped(runtime: Runtime,
+                        parent_alive: Callable[[], bool] | None = None) -> int:
+    """libmilter's loop (on the socket :func:`adapter.listen` opened) on a background thread
+    until SIGTERM/SIGINT, then drain; the single-process daemon and each pre-fork worker."""
     stopping = threading.Event()
     done = threading.Event()
     thread = threading.Thread(target=_serve, args=(runtime, done), name="libmilter", daemon=True)
     _install_signals(runtime, stopping)
     thread.start()
-    log.info("listening on %s, mode=%s, detectors=%s", config.milter.socket, config.milter.mode,
-             ",".join(d.name for d in runtime.engine.detectors) or "none")
     while not stopping.is_set() and not done.is_set():
         stopping.wait(0.5)
+        if parent_alive is not None and not parent_alive():
+            log.error("supervisor process is gone: stopping")
+            stopping.set()
     return _drain(runtime, thread, done)
 
 
 def _serve(runtime: Runtime, done: threading.Event) -> None:
-    config = runtime.engine.config
     try:
-        adapter.serve(runtime, config.milter.name, config.milter.socket, config.milter.on_error)
+        adapter.serve_listener(runtime)
     except Exception:
         log.exception("milter loop failed")
     finally:
