@@ -133,10 +133,14 @@ class DebianRoot:
     def gid(self, group: str) -> int:
         return int(self.run("getent", "group", group).stdout.split(":")[2])
 
-    def remove(self) -> None:
+    def release_mounts(self) -> None:
+        """Unmount /proc and /dev (before a container manager mounts its own)."""
         for path in reversed(self._mounts):
             subprocess.run(["umount", "-l", str(path)], check=False)
         self._mounts.clear()
+
+    def remove(self) -> None:
+        self.release_mounts()
         # --one-file-system: never follow a mount that could not be undone into the host.
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.path.parent)], check=False)
 
