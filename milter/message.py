@@ -98,11 +98,24 @@ class Message:
 
 
 class MimePart(email.message.Message):
-    """compat32's message class with header parameters (boundary, charset, filename) parsed in
-    linear time and without raising: the stdlib's parameter splitter rescans the header from its
-    start for every ``;`` inside quotes (a 200 KB Content-Type costs seconds, in the parser
-    itself), and RFC 2231 continuations mixed with an unnumbered part (``boundary*=a;
-    boundary*0=b``) raise TypeError from ``email.utils.decode_params``."""
+    """compat32's message class, hardened: header parameters (boundary, charset, filename) are
+    parsed in linear time and without raising (the stdlib's parameter splitter rescans the header
+    from its start for every ``;`` inside quotes, so a 200 KB Content-Type costs seconds in the
+    parser itself, and RFC 2231 continuations mixed with an unnumbered part, ``boundary*=a;
+    boundary*0=b``, raise TypeError from ``email.utils.decode_params``), and ``get_payload()``
+    does not raise for 8-bit text under a charset such as ``idna``."""
+
+    def get_payload(self, i: Any = None, decode: bool = False) -> Any:  # type: ignore[override]
+        """As the stdlib's, but never raising for 8-bit text under a codec that refuses
+        ``errors="replace"`` (``charset=idna``, ``punycode``): read as ASCII with replacement,
+        which is what the stdlib does for a charset it does not know."""
+        try:
+            return super().get_payload(i, decode)  # type: ignore[call-overload]
+        except UnicodeError:
+            raw = getattr(self, "_payload", None)
+            if decode or i is not None or not isinstance(raw, str):
+                raise
+            return raw.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
     def _get_params_preserve(self, failobj: Any, header: str) -> Any:
         missing = object()

@@ -210,6 +210,15 @@ def test_8bit_headers_and_rfc2231_filename_with_bogus_charset(engine: Engine) ->
     assert all(loc.isprintable() for loc in locations), locations
 
 
+def test_8bit_attachment_under_a_strict_codec_does_not_fail_the_sending_detector(
+        engine: Engine) -> None:
+    part = (b"Content-Type: application/octet-stream; charset=idna\r\n"
+            b"Content-Disposition: attachment; filename=a.bin\r\n\r\n\xff\xfe bin \xe9\r\n")
+    decision, _ = scored(engine, multipart([text_part(CARD), part]))
+    assert "sending_anomaly" in decision.scores  # the detector scored it (it raised before)
+    assert "credit_card" in types(decision)
+
+
 def test_one_unreadable_part_does_not_hide_the_others(engine: Engine,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from mailwarden.detectors import documents
