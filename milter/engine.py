@@ -54,6 +54,13 @@ class Engine:
             max_workers=config.milter.workers, thread_name_prefix="scan"
         )
         self._report_detectors()
+        # Metric children resolved once (labels() takes a lock and a dict lookup per call).
+        stage = metrics.scan_seconds.labels
+        self._t_parse, self._t_detectors, self._t_policy = (
+            stage("parse"), stage("detectors"), stage("policy"))
+        self._t_total, self._t_sinks = stage("total"), stage("sinks")
+        self._detector_seconds = {d.name: metrics.detector_seconds.labels(d.name)
+                                  for d in self.detectors}
 
     def _report_detectors(self) -> None:
         self.metrics.detectors_loaded(  # replaces the previous engine's series (reload)
@@ -82,16 +89,18 @@ class Engine:
         started = time.monotonic()
         if deadline is None:
             deadline = started + self.config.milter.timeout_seconds
-        with self.metrics.scan_seconds.labels("parse").time():
-            _parse_once(message)
-        with self.metrics.scan_seconds.labels("detectors").time():
-            results = [self._run_one(d, message, deadline) for d in self.detectors]
+        _parse_once(message)
+        parsed = time.monotonic()
+        self._t_parse.observe(parsed - started)
+        results = [self._run_one(d, message, deadline) for d in self.detectors]
+        scored = time.monotonic()
+        self._t_detectors.observe(scored - parsed)
         ref = new_ref()
-        with self.metrics.scan_seconds.labels("policy").time():
-            decision = decide(
-                self.config.policy, self.config.milter.mode, message.envelope.direction, results,
-                ref, seconds=time.monotonic() - started,
-            )
+        decision = decide(
+            self.config.policy, self.config.milter.mode, message.envelope.direction, results,
+            ref, seconds=time.monotonic() - started,
+        )
+        self._t_policy.observe(time.monotonic() - scored)
         if message.truncated:
             self.metrics.truncated.inc()
         self.metrics.record(decision, message.envelope.direction, message.size)
@@ -109,20 +118,26 @@ class Engine:
             log.exception("qid=%s detector %s failed", message.envelope.queue_id, name)
             result = DetectorResult(name, error=f"{type(exc).__name__}")
         elapsed = time.monotonic() - started
-        self.metrics.detector_seconds.labels(name).observe(elapsed)
+        timer = self._detector_seconds.get(name) or self.metrics.detector_seconds.labels(name)
+        timer.observe(elapsed)
         if result.error:
             self.metrics.detector_errors.labels(name).inc()
-        findings = tuple(dataclasses.replace(f, score=f.score * loaded.weight)
-                         for f in result.findings)
-        return dataclasses.replace(result, findings=findings, seconds=elapsed)
+        findings = result.findings
+        if loaded.weight != 1.0 and findings:
+            findings = tuple(dataclasses.replace(f, score=f.score * loaded.weight)
+                             for f in findings)
+        return DetectorResult(result.detector, result.scores, findings, result.error, elapsed)
 
     def scan_within_budget(self, message: Message) -> Decision:
         """:meth:`scan` on a worker thread, cut off after ``timeout_seconds`` (fail by policy);
         the final decision then goes to every sink (audit, notifications, quarantine records)."""
-        with self.metrics.scan_seconds.labels("total").time():
-            decision = self._exempt(message) or self._scan_or_fail(message)
-            with self.metrics.scan_seconds.labels("sinks").time():
-                deliver(self.sinks, message, decision, self._sink_failed)
+        started = time.monotonic()
+        decision = self._exempt(message) or self._scan_or_fail(message)
+        scanned = time.monotonic()
+        deliver(self.sinks, message, decision, self._sink_failed)
+        done = time.monotonic()
+        self._t_sinks.observe(done - scanned)
+        self._t_total.observe(done - started)
         return decision
 
     def _exempt(self, message: Message) -> Decision | None:

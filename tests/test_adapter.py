@@ -214,3 +214,22 @@ def test_connect_and_envfrom_do_not_wait_for_replies(ctx_for) -> None:  # type: 
     assert ctx._protocol & Milter.P_NR_CONN
     assert ctx._protocol & Milter.P_NR_MAIL
     assert ctx._envfrom("<alice@example.org>") == Milter.NOREPLY
+
+
+def test_exception_in_header_callback_fails_open(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ctx, source = ctx_for()
+    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_header",
+                        lambda *a: (_ for _ in ()).throw(ValueError("x")))
+    assert feed(ctx, message_bytes(marker="reject")) == Milter.ACCEPT
+    errors = source.engine.metrics.registry.get_sample_value(
+        "mailwarden_milter_callback_errors_total", {"callback": "header"})
+    assert errors is not None and errors >= 1.0
+
+
+def test_header_fast_path_answers_noreply_only_when_negotiated(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    milter = ctx._priv
+    milter._protocol = Milter.P_NR_HDR
+    assert milter.header_bytes("Subject", b"x") == Milter.NOREPLY
+    milter._protocol = 0
+    assert milter.header_bytes("Subject", b"x") == Milter.CONTINUE

@@ -1,0 +1,169 @@
+"""Pre-fork mode end to end: two worker processes behind one socket, fed by a real Postfix.
+
+The daemon runs with ``processes = 2`` (through ``bench/mailwarden_prefork.py`` until the command
+line carries ``--processes``). Mail must be delivered, held and refused exactly as with one
+process, the one metrics port must count every message whichever worker scored it, SIGHUP must
+reload every worker without losing mail, a killed worker must be replaced while the other keeps
+serving, and SIGTERM must drain and stop every process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, message_bytes, write_config
+from milter_process import MilterProcess
+from postfix_instance import PostfixInstance, public_tmpdir
+
+pytestmark = pytest.mark.postfix
+LAUNCHER = REPO / "bench" / "mailwarden_prefork.py"
+ACCEPT = {"action": "accept", "verdict": "accept", "direction": "outbound", "mode": "enforce"}
+
+
+class PreforkMilter(MilterProcess):
+    processes = 2
+
+    def start(self, timeout: float = 60.0) -> PreforkMilter:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        cmd = [sys.executable, str(LAUNCHER), "--processes", str(self.processes),
+               "--config", str(self.config), "--socket", self.spec, "--mode", self.mode,
+               "--metrics-port", str(self.metrics_port)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.config.parent)
+        deadline = time.monotonic() + timeout
+        while len(self.workers()) < self.processes or "worker processes" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"milter did not start: {self.log()}")
+            time.sleep(0.05)
+        self.socket_path.chmod(0o666)
+        return self
+
+    def workers(self) -> list[int]:
+        if self.proc is None:
+            return []
+        out = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    stat = (proc / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == self.proc.pid:
+                    out.append(int(proc.name))
+        return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[PostfixInstance, PreforkMilter]]:
+    root = public_tmpdir("mw-prefork-")
+    milter = PreforkMilter(write_config(root), root / "mw.sock")
+    postfix = PostfixInstance(milter.spec)
+    try:
+        milter.start()
+        postfix.start()
+        yield postfix, milter
+    finally:
+        postfix.remove()
+        milter.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def send(postfix: PostfixInstance, data: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
+        smtp.sendmail("alice@mailwarden.test", ["bob@sink.test"], data)
+
+
+def delivered_with(postfix: PostfixInstance, token: str, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mail in postfix.delivered():
+            if token.encode() in mail:
+                return mail
+        time.sleep(0.1)
+    raise AssertionError(f"no delivered message contains {token!r}; log: {postfix.log()[-3000:]}")
+
+
+def wait_for(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_two_workers_serve_and_one_port_counts_every_message(stack) -> None:  # type: ignore[no-untyped-def]
+    postfix, milter = stack
+    assert len(milter.workers()) == 2
+    before = milter.metric("mailwarden_messages_total", **ACCEPT)
+    for i in range(12):
+        send(postfix, message_bytes(subject=f"pf-clean-{i}"))
+    for i in range(12):
+        assert b"X-Mailwarden-Verdict: accept" in delivered_with(postfix, f"pf-clean-{i}")
+    assert milter.metric("mailwarden_messages_total", **ACCEPT) == before + 12
+    assert milter.metric("mailwarden_worker_processes") == 2
+    assert milter.metric("mailwarden_scan_budget_seconds") == 2.0  # scrape-time, taken once
+    enabled = milter.metric("mailwarden_detector_enabled", detector="testmarker", state="enabled")
+    assert enabled == 1  # the same in both workers: not summed
+
+
+def test_hold_and_reject_work_as_in_one_process(stack) -> None:  # type: ignore[no-untyped-def]
+    postfix, _ = stack
+    send(postfix, message_bytes(subject="pf-hold", marker="quarantine"))
+    wait_for(lambda: len(postfix.held()) == 1)
+    postfix.postsuper("-d", str(postfix.held()[0]["queue_id"]), "hold")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(postfix, message_bytes(subject="pf-reject", marker="reject"))
+    assert err.value.smtp_code == 550
+
+
+def test_sighup_reloads_every_worker_without_losing_mail(stack) -> None:  # type: ignore[no-untyped-def]
+    postfix, milter = stack
+    before = milter.metric("mailwarden_config_reloads_total", result="success")
+    for i in range(6):
+        if i == 2:
+            milter.signal(signal.SIGHUP)
+        send(postfix, message_bytes(subject=f"pf-reload-{i}"))
+    for i in range(6):
+        delivered_with(postfix, f"pf-reload-{i}")
+    wait_for(lambda: milter.metric("mailwarden_config_reloads_total",
+                                   result="success") == before + 2)  # one per worker
+    assert milter.log().count("configuration and models reloaded") >= 2
+
+
+def test_a_killed_worker_is_replaced_and_mail_keeps_flowing(stack) -> None:  # type: ignore[no-untyped-def]
+    postfix, milter = stack
+    victim = milter.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    for i in range(4):
+        send(postfix, message_bytes(subject=f"pf-after-kill-{i}"))
+    for i in range(4):
+        delivered_with(postfix, f"pf-after-kill-{i}")
+    wait_for(lambda: len(milter.workers()) == 2 and victim not in milter.workers())
+    wait_for(lambda: milter.metric("mailwarden_worker_restarts_total") == 1)
+    assert "died (signal 9)" in milter.log()
+
+
+def test_sigterm_drains_and_stops_every_process(tmp_path: Path) -> None:
+    root = public_tmpdir("mw-prefork-stop-")
+    milter = PreforkMilter(write_config(root), root / "mw.sock")
+    try:
+        milter.start()
+        workers = milter.workers()
+        assert milter.stop() == 0
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        assert "stopping: draining 2 worker(s)" in milter.log()
+    finally:
+        milter.kill()
+        shutil.rmtree(root, ignore_errors=True)
