@@ -213,9 +213,17 @@ class Ctx(TestCtx):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(logfile="/dev/null")
         self.quarantined: str | None = None
+        self.eom_seconds = 0.0
 
     def quarantine(self, reason: str) -> None:
         self.quarantined = reason
+
+    def _eom(self) -> Any:
+        started = time.monotonic()
+        try:
+            return super()._eom()
+        finally:
+            self.eom_seconds = time.monotonic() - started
 
     def connect_from(self, ip: str = "127.0.0.1") -> Any:
         self._negotiate()
