@@ -96,17 +96,10 @@ def build_record(message: Message, decision: Decision, store: QuarantineStore,
 
 
 def model_versions(metrics: Metrics) -> dict[str, str]:
-    """Model name, version and training date of each loaded detector, as the engine reported
-    them in the ``mailwarden_model_info`` gauge."""
-    out: dict[str, str] = {}
-    for family in metrics.model_info.collect():
-        for sample in family.samples:
-            if sample.value != 1:
-                continue
-            labels = sample.labels
-            parts = (labels.get("model", ""), labels.get("version", ""), labels.get("trained", ""))
-            out[labels.get("detector", "?")] = " ".join(p for p in parts if p)
-    return out
+    """Model name, version and training date of each detector the current engine loaded (as
+    the engine reported them to the metrics, ``mailwarden_model_info``)."""
+    return {name: " ".join(p for p in (m.model, m.version, m.trained) if p)
+            for name, m in sorted(metrics.models().items())}
 
 
 class QuarantineSink:
