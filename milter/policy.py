@@ -22,8 +22,9 @@ class Outcome:
     reasons: tuple[str, ...]
 
 
-# A finding of this type (from the allow-list detector) makes the message pass whatever else fired:
-# it is how a reviewed false positive (sender/recipient pair or domain) stops being held.
+# A finding of this type (from the allow-list detector) is how a reviewed false positive (sender/
+# recipient pair or domain) stops being held: it lifts the score thresholds and quarantine rules,
+# while the operator's explicit reject/tempfail rules (e.g. a card dump) still apply.
 ALLOW_TYPE = "allowlisted"
 
 
@@ -35,14 +36,14 @@ def evaluate(
 ) -> Outcome:
     total = float(sum(f.score for f in findings))
     allowed = [f for f in findings if f.type == ALLOW_TYPE]
-    if allowed:
-        return Outcome(Action.ACCEPT, total, (f"allow list: {allowed[0].evidence}",))
     thresholds = policy.outbound if direction is Direction.OUTBOUND else policy.inbound
-    candidates: list[tuple[Action, str]] = list(_threshold_actions(thresholds, total))
+    candidates: list[tuple[Action, str]] = [] if allowed else _threshold_actions(thresholds, total)
     for rule in policy.rules:
         reason = _rule_matches(rule, direction, findings, scores)
-        if reason:
+        if reason and not (allowed and rule.action is Action.QUARANTINE):
             candidates.append((rule.action, reason))
+    if allowed and not candidates:
+        return Outcome(Action.ACCEPT, total, (f"allow list: {allowed[0].evidence}",))
     verdict = Action.most_severe([a for a, _ in candidates])
     reasons = tuple(r for a, r in candidates if a is verdict)
     return Outcome(verdict=verdict, score=total, reasons=reasons)

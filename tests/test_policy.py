@@ -93,11 +93,20 @@ def test_failure_decision_fails_open_unless_configured() -> None:
     assert failure_decision(Action.TEMPFAIL, "observe", "r", "boom").action is Action.ACCEPT
 
 
-def test_allow_list_finding_overrides_everything(tmp_path: Path) -> None:
+def test_allow_list_lifts_thresholds_and_quarantine_rules(tmp_path: Path) -> None:
     p = policy(tmp_path)
     allow = Finding(detector="allowlist", type="allowlisted", score=0.0,
                     evidence="pair reviewed as false positive")
-    cards = finding("credit_card", 20.0, count=9, conf=Confidence.HIGH)
+    cards = finding("credit_card", 20.0, count=2, conf=Confidence.HIGH)
     out = evaluate(p, Direction.OUTBOUND, (cards, allow), {"sending_anomaly": 0.99})
-    assert out.verdict is Action.ACCEPT
+    assert out.verdict is Action.ACCEPT  # score 20 >= reject 10 and the anomaly rule: lifted
     assert out.reasons == ("allow list: pair reviewed as false positive",)
+
+
+def test_allow_list_does_not_lift_explicit_reject_rules(tmp_path: Path) -> None:
+    p = policy(tmp_path)
+    allow = Finding(detector="allowlist", type="allowlisted", score=0.0, evidence="pair")
+    dump = finding("credit_card", 20.0, count=9, conf=Confidence.HIGH)
+    out = evaluate(p, Direction.OUTBOUND, (dump, allow), {})
+    assert out.verdict is Action.REJECT
+    assert out.reasons == ("rule card-dump: credit_card x9 (>= 5)",)
