@@ -47,6 +47,7 @@ WEBMAIL_DOMAINS: tuple[str, ...] = (
     "tuta.io", "mail.com", "qq.com", "163.com", "126.com", "seznam.cz", "wp.pl", "o2.pl",
     "libero.it", "orange.fr", "laposte.net", "t-online.de", "freenet.de", "fastmail.com",
 )
+WEBMAIL_CACHE = 4096
 _VAR_FLOOR = {"lsize": 0.25, "latt": 1.0, "lrcpt": 0.1, "lc1h": 0.25, "lc1d": 0.25}
 _Z_CLIP = 10.0
 YOUNG_SECONDS = 6 * 3600  # a contact first seen this recently still counts as new
@@ -71,9 +72,12 @@ class FeatureConfig:
     internal_domains: frozenset[str] = frozenset()
     webmail_domains: tuple[str, ...] = WEBMAIL_DOMAINS
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
+    # domain -> is_webmail, emptied when full (dict get/set are atomic: shared by threads)
+    _webmail: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tz", ZoneInfo(self.timezone))
+        object.__setattr__(self, "_webmail", {})
 
     def is_internal(self, domain: str, sender_domain: str) -> bool:
         if self.internal_domains:
@@ -83,6 +87,15 @@ class FeatureConfig:
         return domain == sender_domain
 
     def is_webmail(self, domain: str) -> bool:
+        known = self._webmail.get(domain)
+        if known is None:
+            known = self._match_webmail(domain)
+            if len(self._webmail) >= WEBMAIL_CACHE:
+                self._webmail.clear()
+            self._webmail[domain] = known
+        return known
+
+    def _match_webmail(self, domain: str) -> bool:
         for pattern in self.webmail_domains:
             if pattern.endswith(".*"):
                 base = pattern[:-1]

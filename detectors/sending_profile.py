@@ -16,6 +16,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -85,8 +86,7 @@ class Profile:
             "u": [round(v, 4) for v in self.human],
         }
         text = json.dumps(meta, separators=(",", ":")).encode("ascii")
-        rc = np.array([(k, a, b) for k, (a, b) in self.rcpts.items()], dtype="<u4").reshape(-1)
-        dm = np.array([(k, a, b) for k, (a, b) in self.domains.items()], dtype="<u4").reshape(-1)
+        rc, dm = _triples(self.rcpts), _triples(self.domains)
         head = _HEADER.pack(_MAGIC, len(text), len(self.times), len(self.rcpts), len(self.domains))
         times = np.asarray(self.times, dtype="<u4")
         return head + text + times.tobytes() + rc.tobytes() + dm.tobytes()
@@ -118,6 +118,12 @@ class Profile:
             stats={k: (float(v[0]), float(v[1])) for k, v in meta["s"].items()},
             human=[float(v) for v in meta["u"]], score=float(meta.get("score", 0.0)),
         )
+
+
+def _triples(table: dict[int, tuple[int, int]]) -> npt.NDArray[np.uint32]:
+    """(key, first, last) of every entry, flattened in table order, as little-endian uint32."""
+    flat = chain.from_iterable((k, a, b) for k, (a, b) in table.items())
+    return np.fromiter(flat, dtype="<u4", count=3 * len(table))
 
 
 @dataclass(frozen=True)

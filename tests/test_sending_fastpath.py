@@ -55,3 +55,30 @@ def test_forest_single_row_walk_matches_the_batch_walk() -> None:
     batch = forest.raw(xs)
     single = np.array([forest.raw(xs[i : i + 1])[0] for i in range(len(xs))])
     assert np.max(np.abs(batch - single)) < 1e-12  # only the summation order differs
+
+
+def test_profile_blob_layout_is_unchanged() -> None:
+    """The recipient and domain tables are packed as before: (key, first, last) uint32 triples."""
+    from mailwarden.detectors.sending_profile import Profile
+
+    rcpts = {(i * 2654435761) % 2**32: (1_700_000_000 + i, 1_700_000_500 + i) for i in range(37)}
+    domains = {i * 31: (1_700_000_000, 1_700_000_001 + i) for i in range(5)}
+    profile = Profile(n=3, times=[1_700_000_000, 1_700_000_100], rcpts=rcpts, domains=domains)
+    blob = profile.encode()
+    reference = (np.array([(k, a, b) for k, (a, b) in rcpts.items()], dtype="<u4").tobytes()
+                 + np.array([(k, a, b) for k, (a, b) in domains.items()], dtype="<u4").tobytes())
+    assert blob.endswith(reference)
+    again = Profile.decode(blob)
+    assert again.rcpts == rcpts and again.domains == domains and again.encode() == blob
+
+
+def test_webmail_answers_are_cached_and_equal_to_the_pattern_match() -> None:
+    from mailwarden.detectors.sending_features import WEBMAIL_CACHE, FeatureConfig
+
+    config = FeatureConfig()
+    domains = ["gmail.com", "mail.yahoo.co.uk", "yahoo.fr", "example.org", "hotmail.de",
+               "notgmail.com", "corp.example", "live.com", "gmx.net"] * 3
+    assert [config.is_webmail(d) for d in domains] == [config._match_webmail(d) for d in domains]
+    for i in range(WEBMAIL_CACHE + 10):
+        config.is_webmail(f"host{i}.example")
+    assert len(config._webmail) <= WEBMAIL_CACHE
