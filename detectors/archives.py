@@ -19,7 +19,12 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 
-from mailwarden.detectors.extract import Collector, safe_member_name
+from mailwarden.detectors.extract import (
+    Collector,
+    ReaderOutOfTime,
+    reader_deadline,
+    safe_member_name,
+)
 
 _SUPPORTED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _XML_BREAK = re.compile(rb"</(?:a:p|text:p|text:h|table:table-row)>")
@@ -128,13 +133,18 @@ def _read_docx(col: Collector, location: str, data: bytes, archive: zipfile.ZipF
         col.refuse(location, "docx reader not installed")
         return
     try:
-        document = docx.Document(io.BytesIO(data))
-        lines = [p.text for p in document.paragraphs]
-        _table_lines(document.tables, lines)
-        for section in document.sections:
-            for part in (section.header, section.footer):
-                lines.extend(p.text for p in part.paragraphs)
-                _table_lines(part.tables, lines)
+        with reader_deadline(col):
+            document = docx.Document(io.BytesIO(data))
+            lines = [p.text for p in document.paragraphs]
+            _table_lines(document.tables, lines)
+            for section in document.sections:
+                for part in (section.header, section.footer):
+                    lines.extend(p.text for p in part.paragraphs)
+                    _table_lines(part.tables, lines)
+    except ReaderOutOfTime:
+        col.refuse(location, "docx reader ran out of time")
+        col.out_of_time()
+        return
     except Exception as exc:  # noqa: BLE001 - python-docx raises many types on damaged files
         col.refuse(location, f"unreadable docx ({type(exc).__name__})")
         return
@@ -159,11 +169,15 @@ def _read_xlsx(col: Collector, location: str, data: bytes, archive: zipfile.ZipF
         return
     lines: list[str] = []
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            _sheet_lines(col, location, book, lines)
-        finally:
-            book.close()
+        with reader_deadline(col):
+            book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            try:
+                _sheet_lines(col, location, book, lines)
+            finally:
+                book.close()
+    except ReaderOutOfTime:
+        col.refuse(location, "xlsx reader ran out of time; rest not scanned")
+        col.out_of_time()
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on damaged files
         col.refuse(location, f"unreadable xlsx ({type(exc).__name__})")
     col.add(location, "\n".join(lines), "attachment")

@@ -17,7 +17,7 @@ import re
 import zlib
 
 from mailwarden.detectors.decoding import decode_text, html_to_text
-from mailwarden.detectors.extract import Collector
+from mailwarden.detectors.extract import Collector, ReaderOutOfTime, reader_deadline
 
 TEXT_EXTENSIONS = (
     ".txt", ".csv", ".tsv", ".log", ".json", ".xml", ".md", ".ini", ".conf", ".cfg", ".yaml",
@@ -134,11 +134,15 @@ def read_pdf(col: Collector, location: str, data: bytes) -> None:
         return
     pages: list[str] = []
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not _decrypt(reader):
-            col.refuse(location, "encrypted pdf")
-            return
-        _pdf_pages(col, location, reader, pages)
+        with reader_deadline(col):
+            reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted and not _decrypt(reader):
+                col.refuse(location, "encrypted pdf")
+                return
+            _pdf_pages(col, location, reader, pages)
+    except ReaderOutOfTime:
+        col.refuse(location, "pdf reader ran out of time (damaged file?); rest not scanned")
+        col.out_of_time()
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged files
         col.refuse(location, f"unreadable pdf ({type(exc).__name__})")
     text = "\n".join(pages)

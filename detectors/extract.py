@@ -12,15 +12,20 @@ an exception and never a silent pass.
 from __future__ import annotations
 
 import email.message
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 from mailwarden.detectors.decoding import decode_text, html_to_text, normalise
 from mailwarden.message import Message, decode_header_text
 
 __all__ = [
-    "DEFAULT_LIMITS", "Collector", "ExtractLimits", "Extraction", "TextPart", "decode_text",
-    "extract", "html_to_text", "normalise", "safe_member_name",
+    "DEFAULT_LIMITS", "Collector", "ExtractLimits", "Extraction", "ReaderOutOfTime", "TextPart",
+    "decode_text", "extract", "html_to_text", "normalise", "reader_deadline", "safe_member_name",
 ]
 
 MiB = 1024 * 1024
@@ -128,6 +133,34 @@ class Collector:
 
     def result(self) -> Extraction:
         return Extraction(tuple(self.parts), tuple(self.unscannable))
+
+
+class ReaderOutOfTime(BaseException):
+    """Raised inside a third-party reader that runs past the extraction deadline; a
+    BaseException, so the readers' own ``except Exception`` blocks cannot swallow it."""
+
+
+@contextmanager
+def reader_deadline(col: Collector) -> Iterator[None]:
+    """Cut off the Python code run in this block (this thread only) at the extraction deadline.
+
+    pypdf 3.x loops forever on some damaged files; a scan thread that never returns is a worker
+    lost for good (the per-message budget only stops waiting for it). The deadline is checked at
+    every Python function call (``sys.settrace``, call events only, any previous tracer kept),
+    which costs the reader about twice its time; mark the result with ``col.refuse``."""
+    previous = sys.gettrace()
+    deadline, clock = col.deadline, time.monotonic
+
+    def check(frame: FrameType, event: Any, arg: Any) -> Any:
+        if clock() > deadline:
+            raise ReaderOutOfTime
+        return previous(frame, event, arg) if previous is not None else None
+
+    sys.settrace(check)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
 
 
 def extract(message: Message, limits: ExtractLimits = DEFAULT_LIMITS) -> Extraction:
