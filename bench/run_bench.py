@@ -87,14 +87,18 @@ def summarise(runs: dict[str, list[dict[str, object]]], names: list[str],
               transports: Sequence[str]) -> dict[str, object]:
     table = {key: medians(reports) for key, reports in runs.items()}
     ratios: dict[str, dict[str, float]] = {}
-    noop, target = names[0], names[-1]
-    for transport in transports:
-        base, other = table[f"{noop}/{transport}"], table[f"{target}/{transport}"]
-        ratios[transport] = {
-            "throughput": round(other["msg/s"] / base["msg/s"], 3) if base["msg/s"] else 0.0,
-            "p50_latency": round(other["p50 ms"] / base["p50 ms"], 3) if base["p50 ms"] else 0.0,
-            "p95_latency": round(other["p95 ms"] / base["p95 ms"], 3) if base["p95 ms"] else 0.0,
-        }
+    noop = names[0]
+    for target in names[1:]:
+        for transport in transports:
+            base, other = table[f"{noop}/{transport}"], table[f"{target}/{transport}"]
+            key = transport if len(names) == 2 else f"{target}/{transport}"
+            ratios[key] = {
+                "throughput": round(other["msg/s"] / base["msg/s"], 3) if base["msg/s"] else 0.0,
+                "p50_latency": (round(other["p50 ms"] / base["p50 ms"], 3)
+                                if base["p50 ms"] else 0.0),
+                "p95_latency": (round(other["p95 ms"] / base["p95 ms"], 3)
+                                if base["p95 ms"] else 0.0),
+            }
     return {"medians": table, "ratios_target_over_noop": ratios, "runs": runs}
 
 
@@ -123,6 +127,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("paths", nargs="*", help="messages (default: synthetic 4 KiB messages)")
     p.add_argument("--target-cmd", help="target milter command containing {socket}")
     p.add_argument("--target-name", default="target", help="label of the target (target)")
+    p.add_argument("--also", action="append", default=[], metavar="NAME=CMD",
+                   help="a further target measured in the same rounds (repeatable)")
     p.add_argument("--noop-vs-noop", action="store_true",
                    help="compare the no-op milter with a second no-op (harness self-check)")
     p.add_argument("--dummy-cpu-ms", type=float, default=2.0, help="default target's CPU (2)")
@@ -150,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = builtin_command("dummy_milter", ["--cpu-ms", str(args.dummy_cpu_ms)])
     messages = load_messages(args.paths, args.limit, 4096)
     milters = {"noop": builtin_command("noop_milter"), target_name: target}
+    for extra in args.also:
+        name, _, command = extra.partition("=")
+        milters[name] = shlex.split(command)
     settings = {"rounds": args.rounds, "concurrency": args.concurrency, "loaded": len(messages),
                 "per_connection": args.per_connection, "target": target, "paths": args.paths,
                 "seconds": args.seconds, "messages": args.messages}
