@@ -23,16 +23,8 @@ import Milter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_tools import (
-    PHISHING,
-    SPAM,
-    Ctx,
-    EngineHolder,
-    corpus_members,
-    default_config,
-    drive,
-    snapshot,
-)
+from reliability_drivers import Ctx, EngineHolder, drive
+from reliability_tools import PHISHING, SPAM, corpus_members, default_config, snapshot
 
 from mailwarden.adapter import MailwardenMilter
 from mailwarden.engine import Engine

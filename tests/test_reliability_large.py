@@ -18,15 +18,13 @@ from pathlib import Path
 
 import Milter
 import pytest
+from reliability_drivers import Ctx, EngineHolder, drive
 from reliability_tools import (
     CARD,
     HEAD,
-    Ctx,
-    EngineHolder,
     MiB,
     base64_part,
     default_config,
-    drive,
     multipart,
     open_fds,
     peak_rss_growth,

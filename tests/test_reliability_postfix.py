@@ -21,14 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from reliability_tools import (
-    Job,
-    Sent,
-    default_overrides,
-    deploy_config_text,
-    send_concurrently,
-    smtp_message,
-)
+from reliability_drivers import Job, Sent, send_concurrently, smtp_message
+from reliability_tools import default_overrides, deploy_config_text
 
 from milter_process import MilterProcess
 from postfix_instance import PostfixInstance, public_tmpdir
