@@ -24,7 +24,14 @@ from debian_root import PATH, DebianRoot
 from test_deb import built_deb  # noqa: F401  (session fixture: `make deb` once)
 from test_deb_install import card_dump, delivered, header, message, shipped_snippet
 
-pytestmark = [pytest.mark.slow, pytest.mark.postfix]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postfix,
+    # A chroot without /sys (e.g. shared/tools/fresh-debian-ci) cannot boot a container at all;
+    # the unit is then still exercised by test_deb_install.py's emulation. Reported as a skip.
+    pytest.mark.skipif(not any(Path("/sys/fs/cgroup").glob("*")),
+                       reason="no cgroup filesystem here: cannot boot a systemd container"),
+]
 SEND = """import smtplib, sys
 with smtplib.SMTP("127.0.0.1", 25, timeout=60) as smtp:
     smtp.sendmail(sys.argv[1], ["sink@localhost"], sys.stdin.buffer.read())
