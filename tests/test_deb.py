@@ -143,11 +143,14 @@ def test_unit_is_hardened(unpacked: Path) -> None:
 def test_deploy_files_and_docs_are_shipped(unpacked: Path) -> None:
     doc = unpacked / "usr/share/doc/mailwarden"
     for name in ("postfix/main.cf", "postfix/master.cf", "postfix/README.md",
-                 "sendmail/sendmail.mc", "sendmail/README.md"):
+                 "sendmail/sendmail.mc", "sendmail/README.md", "grafana/mailwarden.json",
+                 "prometheus/mailwarden-rules.yml"):
         shipped = doc / "examples" / name
         gzipped = Path(f"{shipped}.gz")  # dh_compress gzips larger documentation
         data = shipped.read_bytes() if shipped.exists() else gzip.decompress(gzipped.read_bytes())
         assert data == (REPO / "deploy" / name).read_bytes(), name
     assert (doc / "README.Debian").exists() or (doc / "README.Debian.gz").exists()
+    for name in ("deployment.md", "operations.md", "quarantine.md"):
+        assert (doc / name).exists() or (doc / f"{name}.gz").exists(), name
     assert (unpacked / "usr/share/man/man1/mailwarden.1.gz").exists()
 
