@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -127,6 +128,19 @@ def queue_id(mail: bytes) -> str:
     return match.group(1).decode()
 
 
+def wait_accepting(path: Path, timeout: float = 10.0) -> None:
+    """Until the milter's socket accepts connections (it exists from bind(), before listen())."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"{path} does not accept connections"
+                time.sleep(0.05)
+
+
 def failures(milter: MilterProcess) -> dict[str, float]:
     names = ("mailwarden_milter_callback_errors_total", "mailwarden_scan_timeouts_total")
     text = milter.metrics()
@@ -193,12 +207,14 @@ def test_killed_milter_every_message_delivered_or_held() -> None:
         assert "milter" in postfix.log() and milter.proc is not None
         assert milter.proc.returncode == -signal.SIGKILL
         milter.start()  # back on the same socket: the next message is scanned again
+        wait_accepting(milter.socket_path)
         after = jobs("back", 1)
         assert not refused(send_concurrently(postfix.port, after, senders=1))
         back = account(postfix, ["back-0000"])
         assert_each_once(back, ["back-0000"])
         assert back["back-0000"] == ["hold"] or (  # held by the milter's policy, or scanned
-            b"X-Mailwarden-Verdict: " in delivered_by_token(postfix)["back-0000"])
+            b"X-Mailwarden-Verdict: " in delivered_by_token(postfix)["back-0000"]), (
+            [line for line in postfix.log().splitlines() if "milter" in line][-5:])
 
 
 @pytest.mark.redis
