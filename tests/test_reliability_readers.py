@@ -55,8 +55,11 @@ def test_damaged_pdf_is_cut_off_and_the_scan_completes(engine: Engine) -> None:
     assert not decision.errors, decision.errors
     assert elapsed < DEFAULT_LIMITS.max_seconds + 1.5 < engine.config.milter.timeout_seconds
     assert "credit_card" in {f.type for f in decision.findings}
-    reasons = dict(extract(message).unscannable)
-    assert "attachment:statement.pdf" in reasons  # cut off (pypdf 3.x) or refused (newer)
+    extraction = extract(message)
+    # Debian's pypdf 3.4 is cut off; current pypdf repairs the dictionary and reads the page.
+    read = {p.location: p.text for p in extraction.parts}.get("attachment:statement.pdf", "")
+    assert "quarterly text" in read or dict(extraction.unscannable)[
+        "attachment:statement.pdf"].startswith("pdf reader ran out of time")
 
 
 def test_reader_deadline_interrupts_a_python_loop_that_swallows_exceptions() -> None:
