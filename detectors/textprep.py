@@ -7,9 +7,11 @@ amounts into placeholder tokens, drops English stop words (scikit-learn's built-
 so features cannot drift with library versions) and stems words with nltk's Snowball English
 stemmer behind a bounded per-instance LRU cache. Training and scanning call the same code, and
 :data:`FEATURE_SCHEMA` names the feature definition recorded in every model manifest. The scan
-path uses :meth:`TextPrep.counts`: the same features as :meth:`TextPrep.tokens`, counted, with the
-regular expression's raw tokens counted in C first and each distinct raw token mapped to its
-feature once through a bounded cache (a message repeats most of its words).
+path uses :meth:`TextPrep.counts`: the same features as :meth:`TextPrep.tokens`, counted. Its
+raw tokens are those of the regular expression, found without running it over the whole text
+(:func:`raw_counts`): whitespace-separated chunks are counted in C, a chunk of letters (give or
+take punctuation at its edges) is one word, and only the other distinct chunks go through the
+expression. Each distinct raw token is then mapped to its feature once, through a bounded cache.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ DEFAULT_CACHE_SIZE = 65_536
 DEFAULT_MAX_CHARS = 200_000
 # nltk's RegexpTokenizer compiles with these flags; tokenize() is then findall() (no gaps).
 _FLAGS = re.UNICODE | re.MULTILINE | re.DOTALL
+_CURRENCY = "$\u20ac\u00a3\u00a5"
+# The one token that can span whitespace: a currency sign, one whitespace character, a digit.
+_MONEY_ACROSS = re.compile(r"[$\u20ac\u00a3\u00a5]\s\d", _FLAGS).finditer
+# Characters that never start or continue a token next to a run of letters when the chunk has
+# no "@": punctuation except "!" (a token), "@" (addresses) and the currency signs.
+_EDGE = ('"#%&\'()*+,-./:;<=>?[\\]^_`{|}~'
+         "\u00ab\u00bb\u2018\u2019\u201a\u201c\u201d\u201e\u2013\u2014\u2026")
+_URL_STARTS = frozenset({"http", "https", "www"})  # "http" + "://x" or "www" + ".x" is a URL
 
 
 class TextPrep:
@@ -82,7 +92,7 @@ class TextPrep:
         self, cache_size: int = DEFAULT_CACHE_SIZE, max_chars: int = DEFAULT_MAX_CHARS
     ) -> None:
         self._tokenizer = RegexpTokenizer(_PATTERN)
-        self._findall = re.compile(_PATTERN, _FLAGS).findall
+        self._findall: Callable[[str], list[str]] = re.compile(_PATTERN, _FLAGS).findall
         self._max_chars = max_chars
         stemmer = SnowballStemmer("english")
         self._stem: Callable[[str], str] = functools.lru_cache(maxsize=cache_size)(stemmer.stem)
@@ -127,7 +137,7 @@ class TextPrep:
     def counts(self, text: str) -> dict[str, int]:
         """Feature token -> count, in order of first occurrence: ``Counter(self.tokens(text))``,
         computed once per distinct raw token instead of once per token."""
-        raw = Counter(self._findall(text[: self._max_chars].lower()))
+        raw = raw_counts(text[: self._max_chars].lower(), self._findall)
         cache = self._features
         out: dict[str, int] = {}
         for token, n in raw.items():
@@ -149,6 +159,65 @@ class TextPrep:
                 return None
             return self._stem(token)
         return placeholder(token)
+
+
+def raw_counts(low: str, findall: Callable[[str], list[str]]) -> dict[str, int]:
+    """``Counter(findall(low))`` (same keys, counts and first-occurrence order), faster.
+
+    Tokens never span whitespace (``str.split`` and ``\\s`` agree on what it is) except a
+    currency sign, one whitespace character and a digit; away from those few spots, the text's
+    tokens are the concatenation of each whitespace-separated chunk's. A chunk whose letters
+    (``str.isalpha``, a subset of the word class) are surrounded only by :data:`_EDGE`
+    characters is that one word; any other distinct chunk, and the chunks around an amount
+    written across whitespace, are tokenised by the expression itself, in text order.
+    """
+    out: dict[str, int] = {}
+    done = 0
+    for start, end in _money_regions(low):
+        _count_chunks(low[done:start], findall, out)
+        for token in findall(low[start:end]):
+            out[token] = out.get(token, 0) + 1
+        done = end
+    _count_chunks(low[done:], findall, out)
+    return out
+
+
+def _money_regions(low: str) -> list[tuple[int, int]]:
+    """Whole chunks around each currency sign followed by one whitespace and a digit."""
+    if not any(sign in low for sign in _CURRENCY):
+        return []
+    regions: list[tuple[int, int]] = []
+    for match in _MONEY_ACROSS(low):
+        start, end = match.start(), match.end()
+        while start > 0 and not low[start - 1].isspace():
+            start -= 1
+        while end < len(low) and not low[end].isspace():
+            end += 1
+        if regions and start <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+        else:
+            regions.append((start, end))
+    return regions
+
+
+def _count_chunks(text: str, findall: Callable[[str], list[str]], out: dict[str, int]) -> None:
+    get = out.get
+    for chunk, n in Counter(text.split()).items():
+        if chunk.isalpha():
+            word: str | None = chunk
+        elif "@" in chunk:
+            word = None
+        else:
+            word = chunk.strip(_EDGE)
+            if not word:
+                continue  # punctuation only: no token
+            if not word.isalpha() or word in _URL_STARTS:
+                word = None
+        if word is not None:
+            out[word] = get(word, 0) + n
+            continue
+        for token in findall(chunk):
+            out[token] = get(token, 0) + n
 
 
 def placeholder(token: str) -> str | None:

@@ -9,6 +9,8 @@ a bounded cache) must give ``Counter(TextPrep.tokens(text))`` with the same orde
 from __future__ import annotations
 
 import os
+import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from mailwarden.content_corpus import message_from_bytes
 from mailwarden.detectors.base import DetectorContext
 from mailwarden.detectors.content import build, load_models, text_function
 from mailwarden.detectors.portable import ModelSet, PortableModel
-from mailwarden.detectors.textprep import TextPrep
+from mailwarden.detectors.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
 from mailwarden.message import Envelope, Message
 from mailwarden.options import Options
 from mailwarden.sources import iter_sources
@@ -30,12 +32,19 @@ SA = CORPORA / "spamassassin"
 needs_corpora = pytest.mark.skipif(not (SA / "spam.tar.gz").exists(),
                                    reason="shared SpamAssassin corpus not present")
 
+FINDALL = re.compile(_PATTERN, _FLAGS).findall
 TRICKY = [
     "",
     "!!! $100 €5,00 £3 ¥7 42.000,5 www.example.com https://x.example/a?b=c bob@example.org",
     "Größe GRÖSSE naïve café ΑΘΗΝΑ москва 東京 the and of running runner runs ran",
     "x" * 31 + " " + "y" * 30 + " a b cc " + "verify " * 50 + "Verify VERIFY verification",
     "snake_case under_score digits123abc 123abc abc123 e-mail co-operate don't it's",
+    "https://. http:// www. (www.) www.x https://x.example/?a=(1) <http://y> 'www.z'",
+    "$ 100 $\t5 \u20ac 3 \u00a3\n7 \u00a5  9 $x 5$ 1 $,5 price:$ 20, total $1,000.50!",
+    "(bob@example.org) <a.b+c@x.co.uk>, -x@y.z @ @@ a@ @b mail@host",
+    "---------- ====== ....... +-+-+ __init__ \u00abquote\u00bb \u201cdone\u201d \u2014dash\u2014",
+    "cafe\u0301 na\u00efve \u00bd \u00b2 \u2167 x\u00b2 \u0660\u0661 \ufb01ne \u0130stanbul",
+    "hello!!! !hello! ! !! a!b 1!2 wow!!!!",
 ]
 
 
@@ -61,6 +70,23 @@ def assert_counts_match(texts: list[str], prep: TextPrep) -> None:
 def test_counts_equal_counted_tokens_in_order() -> None:
     assert_counts_match(TRICKY, TextPrep())
     assert_counts_match(TRICKY * 3, TextPrep())  # second and third pass hit the cache
+
+
+def test_raw_counts_equal_counting_the_regular_expression() -> None:
+    for text in TRICKY:
+        low = text.lower()
+        assert list(raw_counts(low, FINDALL).items()) == list(Counter(FINDALL(low)).items())
+
+
+def test_raw_counts_equal_the_expression_on_random_text() -> None:
+    pieces = ["a", "Z", "\u00e9", "\u00df", "1", "0", "_", ".", ",", "@", "!", "$", "$ 5", "\u20ac",
+              "-", "+", ":", "/", "w", "www.", "http://", "https://", " ", "  ", "\t", "\n",
+              "(", ")", "<", ">", "'", '"', "\u00bd", "\u0301", "\u2014", "#", "x@y.z"]
+    rng = random.Random(4)
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 40)))
+        low = text.lower()
+        assert list(raw_counts(low, FINDALL).items()) == list(Counter(FINDALL(low)).items()), text
 
 
 def test_counts_respect_max_chars() -> None:
@@ -106,6 +132,8 @@ def test_shipped_models_score_corpus_mail_exactly_as_the_reference_path() -> Non
     joint, fast, reference = ModelSet(models), TextPrep(), TextPrep()
     seen = []
     for text in corpus_texts(150):
+        low = text.lower()
+        assert list(raw_counts(low, FINDALL).items()) == list(Counter(FINDALL(low)).items())
         tokens = reference.tokens(text)
         expected = {name: m.probability(tokens) for name, m in models.items()}
         assert joint.probabilities(fast.counts(text)) == expected
