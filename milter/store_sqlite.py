@@ -7,8 +7,10 @@ its version, compute the new blob with no lock held, then write it with one stat
 succeeds if the version is unchanged (else read and compute again; after a few conflicts the
 update runs inside ``BEGIN IMMEDIATE``). The database write lock is thus held for one statement,
 never while Python code runs, so concurrent messages of the same sender never lose an update and
-other processes are not kept waiting. Each row carries the time its sender was last flagged as
-anomalous (NULL when the latest message was not). Size stays bounded: rows not updated for
+other processes are not kept waiting. Inside one process, updates of one sender also take a
+striped lock, so a burst from one sender makes threads wait their turn instead of retrying. Each
+row carries the time its sender was last flagged as anomalous (NULL when the latest message was
+not). Size stays bounded: rows not updated for
 ``retention_seconds`` (measured in message time, so replays age correctly) and, beyond
 ``max_senders``, the least recently updated rows are pruned every ``prune_every`` transactions,
 and freed pages go back to the file system (incremental vacuum). Files written by the earlier
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +29,7 @@ from mailwarden.store import StoreUnavailable, TransactFn, Update
 
 T = TypeVar("T")
 OPTIMISTIC_TRIES = 4
+LOCK_STRIPES = 64
 
 _TABLE = ("CREATE TABLE IF NOT EXISTS sender_state ("
           " key TEXT PRIMARY KEY, blob BLOB NOT NULL, updated REAL NOT NULL,"
@@ -65,6 +69,7 @@ class SqliteStore:
         self._prune_every = prune_every
         self._local = threading.local()
         self._count_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._since_prune = 0
         self._newest = 0.0
         self._all: list[sqlite3.Connection] = []
@@ -113,20 +118,25 @@ class SqliteStore:
 
     def transact(self, key: str, fn: TransactFn[T]) -> T:
         conn = self._conn()
+        stripe = self._stripes[zlib.crc32(key.encode()) % LOCK_STRIPES]
         try:
-            for _ in range(OPTIMISTIC_TRIES):
-                row = conn.execute(_SELECT, (key,)).fetchone()
-                update, result = fn(bytes(row[0]) if row else None)
-                if self._write(conn, key, None if row is None else int(row[1]), update):
-                    break
-            else:  # a burst from one sender on several threads or processes: take the lock
-                update, result = self._locked(conn, key, fn)
+            with stripe:
+                update, result = self._optimistic(conn, key, fn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         with self._count_lock:
             self._newest = max(self._newest, update.at)
         self._maybe_prune()
         return result
+
+    def _optimistic(self, conn: sqlite3.Connection, key: str,
+                    fn: TransactFn[T]) -> tuple[Update, T]:
+        for _ in range(OPTIMISTIC_TRIES):
+            row = conn.execute(_SELECT, (key,)).fetchone()
+            update, result = fn(bytes(row[0]) if row else None)
+            if self._write(conn, key, None if row is None else int(row[1]), update):
+                return update, result
+        return self._locked(conn, key, fn)  # a burst from one sender in several processes
 
     @staticmethod
     def _write(conn: sqlite3.Connection, key: str, version: int | None, update: Update) -> bool:
