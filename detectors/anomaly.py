@@ -62,8 +62,7 @@ class PortableForest:
         self.roots = np.ascontiguousarray(roots, dtype=np.intp)
         self.depth = int(depth)
         self.denominator = float(denominator)
-        # children interleaved (left, right): one gather per level on the single-row path
-        self._child = np.stack([self.left, self.right], axis=1).ravel()
+        self._child = np.stack([self.left, self.right], axis=1).ravel()  # (left, right) pairs
 
     def raw(self, xs: Array) -> Array:
         # scikit-learn compares float32 inputs with float64 thresholds: do the same, bit for bit.
@@ -81,7 +80,7 @@ class PortableForest:
     def _one(self, x: Array) -> float:
         nodes = self.roots
         feature, threshold, child = self.feature, self.threshold, self._child
-        for _ in range(self.depth):  # right child when x > threshold, as in the batch walk
+        for _ in range(self.depth):  # children interleaved: right when x > threshold
             nodes = child[2 * nodes + (x[feature[nodes]] > threshold[nodes])]
         return float(2.0 ** (-self.leaf_depth[nodes].sum() / self.denominator))
 
@@ -203,8 +202,7 @@ class Calibration:
         return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
     def one(self, raw: float, extra: float = 0.0) -> float:
-        """:meth:`__call__` for one score with scalar arithmetic (the same operations in the
-        same order, and numpy's exp): equal to the array path, at a fraction of its cost."""
+        """:meth:`__call__` for one score: the same operations, scalar (equal, and cheaper)."""
         spread = max(self.high - self.median, 1e-12)
         z = min(max(4.0 * (raw - self.high) / spread + extra, -50.0), 50.0)
         return float(1.0 / (1.0 + np.exp(np.float64(-z))))
@@ -248,11 +246,9 @@ class Scorer:
         return self.score_scaled(self.scaled(x))
 
     def score_one(self, x: Array) -> tuple[float, Array]:
-        """(anomaly, scaled row) of one feature vector: :meth:`score` without the array
-        overhead of calibrating a batch."""
+        """(anomaly, scaled row) of one feature vector, without batch calibration overhead."""
         xs = self.scaled(x)
-        raw = float(self.model.raw(xs)[0])
-        return self.calibration.one(raw, float(self.excess(xs)[0])), xs
+        return self.calibration.one(float(self.model.raw(xs)[0]), float(self.excess(xs)[0])), xs
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import socket
-import stat
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import Milter
@@ -25,6 +22,7 @@ import Milter
 from mailwarden.buffer import MessageBuffer
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
+from mailwarden.sockets import no_delay, open_sockets
 from mailwarden.verdict import Action, Decision
 
 log = logging.getLogger("mailwarden.milter")
@@ -252,7 +250,7 @@ def serve(source: EngineSource, name: str, socket_spec: str, on_error: Action) -
 def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
     """Everything ``Milter.runmilter`` does before ``milter.main()``: callbacks, flags, connection
     spec, register, and open the listening socket (removing a stale unix socket file); on TCP
-    with Nagle's algorithm off, see :func:`_no_delay`.
+    with Nagle's algorithm off (:func:`mailwarden.sockets.no_delay`).
 
     libmilter keeps the socket in a static variable and ``smfi_main`` reuses it
     (``mi_listener`` -> ``mi_opensocket`` returns at once when ``listenfd`` is valid), so
@@ -277,24 +275,13 @@ def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
     lib.register(name, data=lambda ctx: ctx.getpriv().data(),
                  unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
                  negotiate=Milter.negotiate_callback)
-    before = _open_sockets()
+    before = open_sockets()
     lib.opensocket(True)
-    sockets = _open_sockets() - before
-    listener = sockets.pop() if len(sockets) == 1 else None
+    opened = open_sockets() - before
+    listener = opened.pop() if len(opened) == 1 else None
     if listener is not None:
-        _no_delay(listener)
+        no_delay(listener)
     return listener
-
-
-def _no_delay(fd: int) -> None:
-    """TCP_NODELAY on an inet listener; Linux copies it to every accepted connection.
-
-    libmilter writes each end-of-message reply (added headers, then accept) as its own small
-    packet with Nagle on, so the second waits for the MTA's delayed ACK: about 40 ms per
-    message on TCP (docs/performance.md). Unix sockets are not affected."""
-    with socket.socket(fileno=os.dup(fd)) as sock:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def serve_listener(source: EngineSource) -> None:
@@ -302,18 +289,6 @@ def serve_listener(source: EngineSource) -> None:
     parent it was forked from); blocks the calling thread until :func:`stop`."""
     Milter.factory = functools.partial(MailwardenMilter, source)
     Milter.milter.main()
-
-
-def _open_sockets() -> set[int]:
-    fds = [int(path.name) for path in Path("/proc/self/fd").iterdir()]
-    return {fd for fd in fds if _is_socket(fd)}  # the listing's own descriptor is closed by now
-
-
-def _is_socket(fd: int) -> bool:
-    try:
-        return stat.S_ISSOCK(os.fstat(fd).st_mode)
-    except OSError:
-        return False
 
 
 def stop() -> None:

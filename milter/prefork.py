@@ -15,7 +15,6 @@ the one metrics port, merging the workers' metrics at each scrape
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from mailwarden.config import Config
 from mailwarden.detectors import load_builtin
 from mailwarden.metrics import NAMESPACE, Metrics
 from mailwarden.prefork_metrics import (
+    Carry,
     Channel,
     ChannelClosed,
     merge,
@@ -42,6 +42,7 @@ from mailwarden.prefork_metrics import (
     send_frame,
     start_answering,
 )
+from mailwarden.sockets import set_nonblocking
 
 log = logging.getLogger("mailwarden.prefork")
 READY_TIMEOUT = 300.0  # model loading on a slow disk
@@ -55,6 +56,7 @@ class Worker:
     pid: int
     channel: Channel
     started: float = field(default_factory=time.monotonic)
+    last_own: str = ""  # its own metrics at the last scrape (carried over when it dies)
 
 
 class Supervisor:
@@ -69,6 +71,7 @@ class Supervisor:
         self._hup = False
         self._delay = 1.0
         self._pending: dict[int, float] = {}  # worker index -> monotonic time to respawn
+        self._carry = Carry()
         self.registry = CollectorRegistry()
         self._restarts = Counter("worker_restarts", "Worker processes restarted after dying",
                                  namespace=NAMESPACE, registry=self.registry)
@@ -126,6 +129,8 @@ class Supervisor:
             if worker is None:
                 continue
             worker.channel.sock.close()
+            if worker.last_own:
+                self._carry.add(worker.last_own)
             if not self._stopping:
                 log.error("worker %d (pid %d) died (%s); restarting in %.0fs", worker.index, pid,
                           _describe(status), self._delay)
@@ -213,9 +218,10 @@ class Supervisor:
         for worker in sorted(self.workers.values(), key=lambda w: w.index):
             frame = worker.channel.scrape(SCRAPE_TIMEOUT)
             if frame is not None:
+                worker.last_own = str(frame.get("own", ""))
                 answers.append(frame)
         own = [str(a.get("own", "")) for a in answers]
-        return merge(own, str(answers[0].get("shared", "")) if answers else None)
+        return merge(own, str(answers[0].get("shared", "")) if answers else None, self._carry)
 
 
 class _Merged(Collector):  # type: ignore[misc]
@@ -232,11 +238,6 @@ def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-def set_nonblocking(fd: int) -> None:
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
 
 
 def run_prefork(config: Config, config_path: str | None, overrides: dict[str, object],
