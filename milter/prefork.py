@@ -101,20 +101,24 @@ class Supervisor:
         for other in self.workers.values():
             other.channel.sock.close()
 
-    def wait_ready(self, worker: Worker, timeout: float = READY_TIMEOUT) -> bool:
+    def wait_ready(self, worker: Worker, timeout: float = READY_TIMEOUT) -> str | None:
+        """None once the worker serves, else why not (``ConfigError`` for a bad config)."""
         try:
             frame = recv_frame(worker.channel.sock, timeout)
         except ChannelClosed as exc:
             log.error("worker %d (pid %d) did not start: %s", worker.index, worker.pid, exc)
-            return False
-        return bool(frame.get("ready"))
+            return str(exc)
+        return None if frame.get("ready") else str(frame.get("error") or "failed")
 
-    def start(self) -> bool:
-        """Fork every worker and wait until each has built its engine and serves."""
+    def start(self) -> int:
+        """Fork every worker and wait until each has built its engine and serves: 0, else the
+        exit status (2 for a configuration error, as the single-process daemon)."""
         started = [self.spawn(i) for i in range(self.processes)]
-        ready = [self.wait_ready(w) for w in started]  # every one, even after a failure
+        failures = [self.wait_ready(w) for w in started]  # every one, even after a failure
         self._alive.set(len(self.workers))
-        return all(ready)
+        if "ConfigError" in failures:
+            return 2
+        return 1 if any(failures) else 0
 
     def reap(self) -> None:
         """Collect dead workers; schedule a restart (backing off) unless stopping."""
@@ -145,7 +149,7 @@ class Supervisor:
                 del self._pending[index]
                 worker = self.spawn(index)
                 self._restarts.inc()
-                if self.wait_ready(worker, READY_TIMEOUT):
+                if self.wait_ready(worker, READY_TIMEOUT) is None:
                     log.info("worker %d restarted (pid %d)", index, worker.pid)
                     self._delay = max(1.0, self._delay / 2)
         self._alive.set(len(self.workers))
@@ -257,9 +261,10 @@ def run_prefork(config: Config, config_path: str | None, overrides: dict[str, ob
     supervisor = Supervisor(config, config_path, overrides, processes)
     supervisor.install_signals()
     supervisor.serve_metrics()  # bound before the fork: a busy port fails the start at once
-    if not supervisor.start():
+    status = supervisor.start()
+    if status:
         supervisor.drain()
-        return 1
+        return status
     log.info("listening on %s with %d worker processes, mode=%s", config.milter.socket,
              processes, config.milter.mode)
     supervisor.loop()

@@ -9,6 +9,9 @@ combined across workers: counters and histograms summed, gauges (the same value 
 such as detector and model info) by maximum, ``_created`` timestamps by minimum. Families read at
 scrape time by custom collectors (current engine's scan budget, anomalous senders, state-store
 health, quarantine counts) describe shared state, so they are taken from one worker, not summed.
+When a worker dies, the counts it last reported are carried over (:class:`Carry`), so a merged
+counter never goes down when a replacement starts from zero (which Prometheus would read as a
+reset); what it counted after the last scrape is lost.
 """
 
 from __future__ import annotations
@@ -151,21 +154,45 @@ class _Family:
     samples: dict[Key, float] = field(default_factory=dict)
 
 
-def merge(own_texts: Iterable[str], shared_text: str | None) -> list[Metric]:
-    """Combine the workers' own families (sum / max / min by kind) and one copy of the shared."""
+class Carry:
+    """The counter and histogram totals of workers that have died, kept for every later merge."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, _Family] = {}
+
+    def add(self, own_text: str) -> None:
+        _fold(self.families, own_text, counts_only=True)
+
+
+def merge(own_texts: Iterable[str], shared_text: str | None,
+          carry: Carry | None = None) -> list[Metric]:
+    """Combine the workers' own families (sum / max / min by kind), the totals carried over
+    from dead workers, and one copy of the shared families."""
     families: dict[str, _Family] = {}
     for text in own_texts:
-        for metric in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
-            family = families.setdefault(metric.name, _Family(metric))
-            for sample in metric.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                old = family.samples.get(key)
-                family.samples[key] = (sample.value if old is None
-                                       else _combine(metric.type, sample.name, old, sample.value))
+        _fold(families, text)
+    for name, dead in (carry.families if carry else {}).items():
+        family = families.setdefault(name, _Family(dead.template))
+        for key, value in dead.samples.items():
+            family.samples[key] = family.samples.get(key, 0.0) + value
     out = [_rebuild(f) for f in families.values()]
     if shared_text:
         out.extend(text_string_to_metric_families(shared_text))  # type: ignore[no-untyped-call]
     return out
+
+
+def _fold(families: dict[str, _Family], text: str, counts_only: bool = False) -> None:
+    for metric in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+        if counts_only and metric.type not in SUMMED_TYPES:
+            continue
+        family = families.setdefault(metric.name, _Family(metric))
+        for sample in metric.samples:
+            if counts_only and sample.name.endswith("_created"):
+                continue
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            old = family.samples.get(key)
+            family.samples[key] = (sample.value if old is None
+                                   else _combine(metric.type, sample.name, old, sample.value))
 
 
 def _combine(kind: str, sample: str, old: float, new: float) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, message_bytes, write_config
+from conftest import REPO, config_text, message_bytes, write_config
 from milter_process import MilterProcess
 from postfix_instance import PostfixInstance, public_tmpdir
 
@@ -143,6 +143,7 @@ def test_sighup_reloads_every_worker_without_losing_mail(stack) -> None:  # type
 
 def test_a_killed_worker_is_replaced_and_mail_keeps_flowing(stack) -> None:  # type: ignore[no-untyped-def]
     postfix, milter = stack
+    counted = milter.metric("mailwarden_messages_total", **ACCEPT)  # the last scrape before
     victim = milter.workers()[0]
     os.kill(victim, signal.SIGKILL)
     for i in range(4):
@@ -152,6 +153,8 @@ def test_a_killed_worker_is_replaced_and_mail_keeps_flowing(stack) -> None:  # t
     wait_for(lambda: len(milter.workers()) == 2 and victim not in milter.workers())
     wait_for(lambda: milter.metric("mailwarden_worker_restarts_total") == 1)
     assert "died (signal 9)" in milter.log()
+    # the dead worker's counts are carried over: the counter does not fall back (a "reset")
+    assert milter.metric("mailwarden_messages_total", **ACCEPT) == counted + 4
 
 
 def test_sigterm_drains_and_stops_every_process(tmp_path: Path) -> None:
@@ -167,3 +170,15 @@ def test_sigterm_drains_and_stops_every_process(tmp_path: Path) -> None:
     finally:
         milter.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_required_detector_that_cannot_load_fails_the_start_with_status_2(
+        tmp_path: Path) -> None:
+    extra = "[detectors.content]\nenabled = true\nrequired = true\n"  # no models under tmp_path
+    config = tmp_path / "mailwarden.toml"
+    config.write_text(config_text(tmp_path, extra=extra))
+    cmd = [sys.executable, str(LAUNCHER), "--processes", "2", "--config", str(config),
+           "--socket", f"unix:{tmp_path / 'mw.sock'}"]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "required detector unavailable" in done.stderr

@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailwarden.metrics import Metrics
-from mailwarden.prefork_metrics import Channel, exposition, merge, start_answering
+from mailwarden.prefork_metrics import Carry, Channel, exposition, merge, start_answering
 from mailwarden.verdict import Action, Decision, Direction
 
 
@@ -88,3 +88,17 @@ def test_a_worker_answers_scrapes_over_its_socket_pair() -> None:
     parent.close()
     child.close()
     assert channel.scrape(timeout=1.0) is None and channel.broken
+
+
+def test_counts_of_a_dead_worker_are_carried_over_but_not_its_gauges() -> None:
+    old = exposition(worker_metrics(5, 1.0))
+    carry = Carry()
+    carry.add(str(old["own"]))
+    replacement = exposition(worker_metrics(2, 1.0))  # a new worker counts from zero
+    merged = samples(merge([str(replacement["own"])], str(replacement["shared"]), carry))
+    accept = (("action", "accept"), ("direction", "outbound"), ("mode", "observe"),
+              ("verdict", "accept"))
+    assert merged[("mailwarden_messages_total", accept)] == 7  # never below the 5 seen before
+    assert merged[("mailwarden_scan_duration_seconds_count", (("stage", "total"),))] == 7
+    enabled = (("detector", "content"), ("state", "enabled"))
+    assert merged[("mailwarden_detector_enabled", enabled)] == 1
