@@ -24,6 +24,7 @@ from mailwarden.message import Message
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
 from mailwarden.policy import decide, failure_decision
+from mailwarden.scanpool import PoolExhausted, ScanPool
 from mailwarden.sinks import build_sinks, deliver
 from mailwarden.verdict import Decision, DetectorResult, Direction
 
@@ -50,9 +51,7 @@ class Engine:
         self.metrics = metrics
         self.detectors, self.disabled = _load_detectors(config, run_mode)
         self.sinks = build_sinks(config, metrics) if run_mode == "milter" else ()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.milter.workers, thread_name_prefix="scan"
-        )
+        self._pool = ScanPool(config.milter.workers)
         self._report_detectors()
         # Metric children resolved once (labels() takes a lock and a dict lookup per call).
         stage = metrics.scan_seconds.labels
@@ -158,11 +157,13 @@ class Engine:
         budget = self.config.milter.timeout_seconds
         deadline = time.monotonic() + budget
         try:
-            future = self._pool.submit(self.scan, message, deadline)
-            return future.result(timeout=budget)
+            return self._pool.run(lambda: self.scan(message, deadline), budget)
         except concurrent.futures.TimeoutError:
             self.metrics.scan_timeouts.inc()
             error = f"time budget of {budget:g}s exceeded"
+        except PoolExhausted as exc:
+            self.metrics.scan_timeouts.inc()
+            error = f"not scanned: {exc}"
         except Exception as exc:
             log.exception("qid=%s scan failed", message.envelope.queue_id)
             error = f"scan error: {type(exc).__name__}"
@@ -172,7 +173,7 @@ class Engine:
         return decision
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         for sink in self.sinks:
             try:
                 sink.close()

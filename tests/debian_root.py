@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import configparser
 import fcntl
+import functools
 import os
 import shlex
 import shutil
@@ -201,9 +202,19 @@ class Unit:
             'mount -o remount,bind,ro "$R"', f"umask {self.umask}", 'exec chroot "$R" "$@"'])
         setpriv = ["setpriv", f"--reuid={self.user}", f"--regid={self.group}", "--init-groups",
                    "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all"]
-        return ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script,
+        return ["unshare", "--mount", "--net", "--propagation", propagation(), "sh", "-c", script,
                 "sandbox", str(root.path), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
                 *setpriv, "--", *shlex.split(line)]
+
+
+@functools.cache
+def propagation() -> str:
+    """``private`` where / is a mount point; inside a plain chroot (no mount at /, as in
+    shared/tools/fresh-debian-ci) making / private fails, so mounts stay ``unchanged``: the
+    sandbox's binds then also appear on the host's mount of the chroot, under the throwaway root."""
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, check=False)
+    return "private" if probe.returncode == 0 else "unchanged"
 
 
 class Daemon:

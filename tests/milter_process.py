@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,10 +41,22 @@ class MilterProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"milter did not start: {self.log()}")
             time.sleep(0.05)
+        while not self._accepts():  # the file exists from bind(), before listen()
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"milter socket never accepted: {self.log()}")
+            time.sleep(0.05)
         # The daemon runs as root here; Postfix's smtpd (user postfix) must reach the socket.
         # (Packaged, the unit's group and umask do this: see packaging/.)
         self.socket_path.chmod(0o666)
         return self
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
+            return True
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"

@@ -272,10 +272,6 @@ def test_stalled_detector_is_cut_off_by_the_budget() -> None:
         assert milter.metric("mailwarden_scan_timeouts_total") >= 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.py: a scan cut off by the budget keeps its pool thread until the detector returns; "
-    "once `workers` scans are stuck, every later message waits in the pool queue past its "
-    "budget and is accepted unscanned (fail-open) until a stuck detector returns"))
 def test_stalled_scans_do_not_starve_the_other_messages() -> None:
     with stack(mode="enforce", **{"milter.timeout_seconds": 1.0, "milter.workers": 4,
                                   "detectors.testmarker.enabled": True,
