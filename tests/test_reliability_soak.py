@@ -117,8 +117,9 @@ def test_soak_no_memory_growth_no_leaked_descriptors(
     rss = [s[0] for s in samples[WARMUP:]]
     # Measured: 192 MiB at start, about 201-207 MiB from the 4th batch on, flat over 6,000
     # messages (allocator steps of a few MiB, no trend). A leak of one parsed message per
-    # message (tens of KiB) would add several MiB per batch.
-    assert slope(rss) < 1024, f"RSS grows {slope(rss):.0f} KiB per {BATCH} messages: {rss}"
+    # message (tens of KiB) would add several MiB per batch; a fresh CI root measured 1.1 MiB
+    # per batch while caches were still settling, hence 2 MiB.
+    assert slope(rss) < 2048, f"RSS grows {slope(rss):.0f} KiB per {BATCH} messages: {rss}"
     assert max(rss) - min(rss) < 16 * 1024, rss
     assert len({tuple(fixed_fds(s[1])) for s in samples}) == 1, [fixed_fds(s[1]) for s in samples]
     assert all(per_file(s[1]) <= workers + 1 for s in samples)
