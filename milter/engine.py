@@ -157,7 +157,8 @@ class Engine:
         budget = self.config.milter.timeout_seconds
         deadline = time.monotonic() + budget
         try:
-            return self._pool.run(lambda: self.scan(message, deadline), budget)
+            decision: Decision = self._pool.run(lambda: self.scan(message, deadline), budget)
+            return decision
         except concurrent.futures.TimeoutError:
             self.metrics.scan_timeouts.inc()
             error = f"time budget of {budget:g}s exceeded"
