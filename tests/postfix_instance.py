@@ -55,6 +55,9 @@ mydestination = sink.test, localhost
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
+# No DNS in tests: a reverse lookup of 127.0.0.1 in a root without /etc/hosts waits 5 s.
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 alias_maps = hash:{root}/etc/aliases
 alias_database = hash:{root}/etc/aliases
