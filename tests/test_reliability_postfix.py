@@ -257,10 +257,13 @@ def test_redis_down_mid_run_skips_the_sending_detector_and_recovers(tmp_path: Pa
 
 
 def test_stalled_detector_is_cut_off_by_the_budget() -> None:
-    budget, margin = 1.0, 3.0
+    # The detector stalls 15 s; cut off at the 1 s budget a message takes about 1 s. The margin
+    # tolerates a loaded CI root, where a few messages (stalled or not) took 5-6 s end to end;
+    # an uncut stall would still take 15 s or more.
+    budget, margin = 1.0, 6.0
     with stack(mode="enforce", **{"milter.timeout_seconds": budget,
                                   "detectors.testmarker.enabled": True,
-                                  "detectors.testmarker.stall_seconds": 8.0}) as (postfix,
+                                  "detectors.testmarker.stall_seconds": 15.0}) as (postfix,
                                                                                     milter):
         work = jobs("stall", 60, marker="stall", every=6)  # 10 stalled messages
         results = send_concurrently(postfix.port, work, senders=4)
