@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from postfix_instance import free_port
+from postfix_instance import PostfixInstance, free_port
 
 
 class MilterProcess:
@@ -95,3 +99,20 @@ class MilterProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+M = TypeVar("M", bound="MilterProcess")
+
+
+@contextmanager
+def with_postfix(milter: M, root: Path) -> Iterator[tuple[PostfixInstance, M]]:
+    """Start ``milter``, then a throwaway Postfix using it; stop both and remove ``root``."""
+    postfix = PostfixInstance(milter.spec)
+    try:
+        milter.start()
+        postfix.start()
+        yield postfix, milter
+    finally:
+        postfix.remove()
+        milter.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, message_bytes, write_config
-from milter_process import MilterProcess
+from milter_process import MilterProcess, with_postfix
 from postfix_instance import PostfixInstance, public_tmpdir
 
 pytestmark = pytest.mark.postfix
@@ -28,15 +28,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 def stack() -> Iterator[tuple[PostfixInstance, MilterProcess]]:
     root = public_tmpdir("mw-e2e-")
     milter = MilterProcess(write_config(root), root / "mw.sock")
-    postfix = PostfixInstance(milter.spec)
-    try:
-        milter.start()
-        postfix.start()
-        yield postfix, milter
-    finally:
-        postfix.remove()
-        milter.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with with_postfix(milter, root) as both:
+        yield both
 
 
 def send(postfix: PostfixInstance, data: bytes, to: str = "bob@sink.test") -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, config_text, message_bytes, write_config
-from milter_process import MilterProcess
+from milter_process import MilterProcess, with_postfix
 from postfix_instance import PostfixInstance, public_tmpdir
 
 pytestmark = pytest.mark.postfix
@@ -69,15 +69,8 @@ class PreforkMilter(MilterProcess):
 def stack() -> Iterator[tuple[PostfixInstance, PreforkMilter]]:
     root = public_tmpdir("mw-prefork-")
     milter = PreforkMilter(write_config(root), root / "mw.sock")
-    postfix = PostfixInstance(milter.spec)
-    try:
-        milter.start()
-        postfix.start()
-        yield postfix, milter
-    finally:
-        postfix.remove()
-        milter.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with with_postfix(milter, root) as both:
+        yield both
 
 
 def send(postfix: PostfixInstance, data: bytes) -> None:

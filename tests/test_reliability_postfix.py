@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 from reliability_drivers import Job, Sent, send_concurrently, smtp_message
 from reliability_tools import default_overrides, deploy_config_text
 
-from milter_process import MilterProcess
+from milter_process import MilterProcess, with_postfix
 from postfix_instance import PostfixInstance, public_tmpdir
 from redis_server import RedisServer
 
@@ -49,15 +48,8 @@ def stack(mode: str = "enforce", **overrides: object) -> Iterator[tuple[PostfixI
                                                                         MilterProcess]]:
     root = public_tmpdir("mw-rel-")
     milter = MilterProcess(write_config(root, **overrides), root / "mw.sock", mode)
-    postfix = PostfixInstance(milter.spec)
-    try:
-        milter.start()
-        postfix.start()
-        yield postfix, milter
-    finally:
-        postfix.remove()
-        milter.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with with_postfix(milter, root) as both:
+        yield both
 
 
 def jobs(prefix: str, count: int, marker: str | None = None, every: int = 1) -> list[Job]:
