@@ -18,7 +18,7 @@ from mailwarden.config import DEFAULT_PATH, validate_socket
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
-from mailwarden.runtime import apply_overrides
+from mailwarden.runtime import apply_overrides, worker_processes
 
 # Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
 # sets ``func`` (``args -> int``) on its parser.
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--socket", type=_socket_spec, help="unix:/path or inet:PORT@HOST")
     run.add_argument("--mode", choices=("observe", "enforce"))
     run.add_argument("--metrics-port", type=int)
+    run.add_argument("--processes", type=_processes, metavar="N",
+                     help="worker processes (0: one per CPU; 1: no pre-fork supervisor)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate the config and load every model")
@@ -91,6 +93,16 @@ def _socket_spec(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _processes(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}")
+    return number
+
+
 def config_path(args: argparse.Namespace) -> str | None:
     if args.config:
         return str(args.config)
@@ -100,7 +112,8 @@ def config_path(args: argparse.Namespace) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from mailwarden.runtime import run
 
-    overrides = {"socket": args.socket, "mode": args.mode, "metrics_port": args.metrics_port}
+    overrides = {"socket": args.socket, "mode": args.mode, "metrics_port": args.metrics_port,
+                 "processes": args.processes}
     return run(config_path(args), overrides)
 
 
@@ -113,7 +126,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         print(f"config: {path or '<built-in defaults>'}")
         print(f"mode: {config.milter.mode}  socket: {config.milter.socket}  "
-              f"on_error: {config.milter.on_error.value}")
+              f"on_error: {config.milter.on_error.value}  "
+              f"processes: {worker_processes(config, {})}")
         for d in engine.detectors:
             info = " ".join(f"{k}={v}" for k, v in sorted(d.detector.describe().items()))
             print(f"detector {d.name}: enabled weight={d.weight:g} {info}".rstrip())

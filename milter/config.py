@@ -37,6 +37,7 @@ class MilterConfig:
     internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     add_headers: bool
     workers: int
+    processes: int
     name: str
 
 
@@ -159,6 +160,7 @@ def _milter(opts: Options) -> MilterConfig:
         internal_networks=tuple(networks),
         add_headers=opts.get_bool("add_headers", True),
         workers=opts.get_int("workers", 8, minimum=1),
+        processes=opts.get_int("processes", 1, minimum=0),
         name=opts.get_str("name", "mailwarden"),
     )
     opts.finish()

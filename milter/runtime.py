@@ -96,7 +96,7 @@ def worker_processes(config: Config, overrides: dict[str, object]) -> int:
     """How many processes serve: ``--processes`` or ``[milter] processes``; 0 means one per
     usable CPU. 1 is the single-process daemon, more is pre-fork mode."""
     raw = overrides.get("processes")
-    value = int(str(raw)) if raw is not None else int(getattr(config.milter, "processes", 1))
+    value = int(str(raw)) if raw is not None else config.milter.processes
     if value <= 0:
         value = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return max(1, value)

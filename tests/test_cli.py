@@ -36,6 +36,22 @@ def test_check_lists_detectors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "mode: enforce" in out
 
 
+def test_check_prints_the_worker_count_from_the_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[milter]\n", "[milter]\nprocesses = 3\n", 1))
+    status, out, _ = run(capsys, "check", "--config", str(config))
+    assert status == 0
+    assert "processes: 3" in out
+
+
+def test_run_refuses_a_negative_process_count(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--processes", "-1"])
+    assert exit_.value.code == 2
+    assert "--processes: must be a whole number >= 0, got '-1'" in capsys.readouterr().err
+
+
 def test_check_bad_config_exits_2_with_key_and_line(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"

@@ -43,6 +43,7 @@ def test_shipped_example_equals_defaults() -> None:
         ('[milter]\nmode = "observe"\nsokcet = "unix:/x"\n', "milter.sokcet", 3),
         ('[milter]\n\nmode = "loud"\n', "milter.mode", 3),
         ("[milter]\ntimeout_seconds = -1\n", "milter.timeout_seconds", 2),
+        ('[milter]\nmode = "observe"\nprocesses = -2\n', "milter.processes", 3),
         ('[milter]\ninternal_networks = ["10.0.0.0/33"]\n', "milter.internal_networks", 2),
         ("[metrics]\nport = \"x\"\n", "metrics.port", 2),
         ("[detectors.nosuch]\nenabled = true\n", "detectors.nosuch", 1),
@@ -61,6 +62,22 @@ def test_bad_config_names_key_and_line(tmp_path: Path, text: str, key: str, line
     assert err.value.key == key
     assert err.value.line == line
     assert str(path) in str(err.value)
+
+
+def test_processes_key_and_run_override_decide_the_worker_count(tmp_path: Path) -> None:
+    from mailwarden.runtime import apply_overrides, worker_processes
+
+    assert load_config().milter.processes == 1
+    path = tmp_path / "mw.toml"
+    path.write_text("[milter]\nprocesses = 3\n")
+    config = apply_overrides(load_config(path), {})
+    assert worker_processes(config, {}) == 3
+    assert worker_processes(config, {"processes": 2}) == 2
+    assert worker_processes(config, {"processes": None}) == 3
+    path.write_text("[milter]\nprocesses = 0\n")
+    import os
+
+    assert worker_processes(load_config(path), {}) == len(os.sched_getaffinity(0))
 
 
 def test_syntax_error_is_a_config_error(tmp_path: Path) -> None:

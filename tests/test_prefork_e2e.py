@@ -1,11 +1,10 @@
 """Pre-fork mode end to end: two worker processes behind one socket, fed by a real Postfix.
 
-The daemon runs with ``processes = 2`` (through ``bench/mailwarden_prefork.py`` until the command
-line carries ``--processes``). Mail must be delivered, held and refused exactly as with one
-process, the one metrics port must count every message whichever worker scored it, SIGHUP must
-reload every worker without losing mail, a killed worker must be replaced while the other keeps
-serving, and SIGTERM must drain and stop every process.
-"""
+The daemon runs as ``mailwarden run --processes 2`` (and, for the start-up failure, with
+``processes = 2`` in its ``[milter]`` section). Mail must be delivered, held and refused exactly
+as with one process, the one metrics port must count every message whichever worker scored it,
+SIGHUP must reload every worker without losing mail, a killed worker must be replaced while the
+other keeps serving, and SIGTERM must drain and stop every process."""
 
 from __future__ import annotations
 
@@ -21,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, config_text, message_bytes, write_config
+from conftest import config_text, message_bytes, write_config
 from milter_process import MilterProcess, with_postfix
 from postfix_instance import PostfixInstance, public_tmpdir
 
 pytestmark = pytest.mark.postfix
-LAUNCHER = REPO / "bench" / "mailwarden_prefork.py"
 ACCEPT = {"action": "accept", "verdict": "accept", "direction": "outbound", "mode": "enforce"}
 
 
@@ -36,7 +34,7 @@ class PreforkMilter(MilterProcess):
     def start(self, timeout: float = 60.0) -> PreforkMilter:
         if self.socket_path.exists():
             self.socket_path.unlink()
-        cmd = [sys.executable, str(LAUNCHER), "--processes", str(self.processes),
+        cmd = [sys.executable, "-m", "mailwarden", "run", "--processes", str(self.processes),
                "--config", str(self.config), "--socket", self.spec, "--mode", self.mode,
                "--metrics-port", str(self.metrics_port)]
         log = self.log_path.open("ab")
@@ -169,8 +167,10 @@ def test_a_required_detector_that_cannot_load_fails_the_start_with_status_2(
         tmp_path: Path) -> None:
     extra = "[detectors.content]\nenabled = true\nrequired = true\n"  # no models under tmp_path
     config = tmp_path / "mailwarden.toml"
-    config.write_text(config_text(tmp_path, extra=extra))
-    cmd = [sys.executable, str(LAUNCHER), "--processes", "2", "--config", str(config),
+    text = config_text(tmp_path, extra=extra)
+    assert "\n[milter]\n" in text
+    config.write_text(text.replace("\n[milter]\n", "\n[milter]\nprocesses = 2\n", 1))
+    cmd = [sys.executable, "-m", "mailwarden", "run", "--config", str(config),
            "--socket", f"unix:{tmp_path / 'mw.sock'}"]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
