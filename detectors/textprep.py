@@ -1,14 +1,15 @@
 """Text preprocessing shared by content-classifier training and the ``content`` detector.
 
 It sits between text extraction (subject plus body/attachment text of one message) and the
-portable TF-IDF models: :class:`TextPrep` lower-cases the text, tokenises it with nltk's
-``RegexpTokenizer`` (pure code, no nltk data), folds URLs, e-mail addresses, numbers and money
-amounts into placeholder tokens, drops English stop words (scikit-learn's built-in list, copied here
-so features cannot drift with library versions) and stems words with nltk's Snowball English
-stemmer behind a bounded per-instance LRU cache. Training and scanning call the same code, and
-:data:`FEATURE_SCHEMA` names the feature definition recorded in every model manifest. The scan
-path uses :meth:`TextPrep.counts`: the same features as :meth:`TextPrep.tokens`, counted. Its
-raw tokens are those of the regular expression, found without running it over the whole text
+portable TF-IDF models: :class:`TextPrep` lower-cases the text, tokenises it with one regular
+expression compiled by the standard library's ``re`` (see :data:`_FLAGS` for why not nltk's
+``RegexpTokenizer``), folds URLs, e-mail addresses, numbers and money amounts into placeholder
+tokens, drops English stop words (scikit-learn's built-in list, copied here so features cannot
+drift with library versions) and stems words with nltk's Snowball English stemmer behind a bounded
+per-instance LRU cache. Training and scanning call the same code, and :data:`FEATURE_SCHEMA` names
+the feature definition recorded in every model manifest. The scan path uses
+:meth:`TextPrep.counts`: the same features as :meth:`TextPrep.tokens`, counted. Its raw tokens are
+those of the regular expression, found without running it over the whole text
 (:func:`raw_counts`): whitespace-separated chunks are counted in C, a chunk of letters (give or
 take punctuation at its edges) is one word, and only the other distinct chunks go through the
 expression. Each distinct raw token is then mapped to its feature once, through a bounded cache.
@@ -22,7 +23,6 @@ from collections import Counter
 from collections.abc import Callable
 
 from nltk.stem.snowball import SnowballStemmer
-from nltk.tokenize import RegexpTokenizer
 
 # Bump when the token stream for a given text changes: models record it and refuse a mismatch.
 FEATURE_SCHEMA = "content-tokens-v1"
@@ -73,7 +73,14 @@ MIN_WORD = 2
 MAX_WORD = 30
 DEFAULT_CACHE_SIZE = 65_536
 DEFAULT_MAX_CHARS = 200_000
-# nltk's RegexpTokenizer compiles with these flags; tokenize() is then findall() (no gaps).
+# The tokens are stdlib ``re.compile(_PATTERN, _FLAGS).findall``: exactly what nltk 3.8's
+# RegexpTokenizer did (same flags, no gaps), which the shipped models were trained with. They are
+# not found through nltk any more: since 3.10.3 nltk compiles RegexpTokenizer patterns with the
+# third-party ``regex`` engine (nltk.redos), whose Unicode classes differ from ``re``'s: its ``\w``
+# takes combining marks ("cafe\u0301" is one word, not "cafe"; "i\u0307stanbul" is not "i" plus
+# "stanbul") and leaves out other numbers ("\u00bd" is no token, "x\u00b2" is "x"), so the
+# features would drift with nltk's version. (nltk's English Snowball stems did not change from 3.8
+# to 3.10.4: tests/test_textprep.py pins some, the shipped-model tests score with them.)
 _FLAGS = re.UNICODE | re.MULTILINE | re.DOTALL
 _CURRENCY = "$\u20ac\u00a3\u00a5"
 # The one token that can span whitespace: a currency sign, one whitespace character, a digit.
@@ -91,7 +98,6 @@ class TextPrep:
     def __init__(
         self, cache_size: int = DEFAULT_CACHE_SIZE, max_chars: int = DEFAULT_MAX_CHARS
     ) -> None:
-        self._tokenizer = RegexpTokenizer(_PATTERN)
         self._findall: Callable[[str], list[str]] = re.compile(_PATTERN, _FLAGS).findall
         self._max_chars = max_chars
         stemmer = SnowballStemmer("english")
@@ -121,7 +127,7 @@ class TextPrep:
 
     def raw_tokens(self, text: str) -> list[str]:
         """Lower-cased tokens before stop-word removal and stemming (at most ``max_chars``)."""
-        return list(self._tokenizer.tokenize(text[: self._max_chars].lower()))
+        return self._findall(text[: self._max_chars].lower())
 
     def tokens(self, text: str) -> list[str]:
         """The feature tokens of a text: placeholders and stemmed non-stop words, in order."""

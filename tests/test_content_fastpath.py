@@ -72,6 +72,17 @@ def test_counts_equal_counted_tokens_in_order() -> None:
     assert_counts_match(TRICKY * 3, TextPrep())  # second and third pass hit the cache
 
 
+def test_non_ascii_fast_path_equals_reference_and_nltk_3_8_tokens() -> None:
+    # Failed on nltk >= 3.10.3 while the reference went through nltk's RegexpTokenizer (``regex``
+    # engine): the reference gave ["naïv", "__num__", "ﬁne"], the fast path the tokens below.
+    text = "cafe\u0301 na\u00efve \u00bd \u00b2 \u2167 x\u00b2 \u0660\u0661 \ufb01ne \u0130stanbul"
+    prep = TextPrep()
+    expected = ["cafe", "na\u00efv", "__num__", "__num__", "\ufb01ne", "stanbul"]
+    assert prep.tokens(text) == expected
+    assert list(prep.counts(text).items()) == list(Counter(expected).items())
+    assert prep.raw_tokens(text) == FINDALL(text.lower())
+
+
 def test_raw_counts_equal_counting_the_regular_expression() -> None:
     for text in TRICKY:
         low = text.lower()

@@ -61,3 +61,30 @@ def test_concurrent_use_gives_the_sequential_result() -> None:
     for t in threads:
         t.join()
     assert all(r == expected for r in results.values())
+
+
+# Non-ASCII text where nltk >= 3.10.3's RegexpTokenizer (``regex`` engine) and stdlib ``re`` differ:
+# a combining accent (U+0301), the dotted capital I whose lower case carries U+0307, other numbers
+# (½, ²) and a letter number (Ⅷ, lower-cased ⅷ). The tokens are those of nltk 3.8 / stdlib ``re``,
+# the definition the shipped models were trained with, whatever nltk version is installed.
+NON_ASCII = "cafe\u0301 na\u00efve \u00bd \u00b2 \u2167 x\u00b2 \u0660\u0661 \ufb01ne \u0130stanbul"
+
+
+def test_non_ascii_raw_tokens_are_those_of_nltk_3_8() -> None:
+    prep = TextPrep()
+    assert prep.raw_tokens(NON_ASCII) == [
+        "cafe", "na\u00efve", "\u00bd", "\u00b2", "\u2177", "x\u00b2", "\u0660\u0661",
+        "\ufb01ne", "i", "stanbul"]
+    assert prep.tokens(NON_ASCII) == [
+        "cafe", "na\u00efv", "__num__", "__num__", "\ufb01ne", "stanbul"]
+    assert prep.tokens("Cafe\u0301 r\u00e9sume\u0301 \u00bd-price x\u00b2 offer") == [
+        "cafe", "r\u00e9sume", "price", "offer"]
+
+
+def test_snowball_stems_are_those_of_nltk_3_8() -> None:
+    prep = TextPrep()
+    words = ["running", "verification", "accounts", "sayyid", "quyuy", "na\u00efve",
+             "na\u00efvety", "gr\u00f6\u00dfe", "r\u00e9sum\u00e9", "fianc\u00e9e", "\ufb01ne"]
+    assert [prep.stem(w) for w in words] == [
+        "run", "verif", "account", "sayyid", "quyuy", "na\u00efv", "na\u00efveti",
+        "gr\u00f6\u00dfe", "r\u00e9sum\u00e9", "fianc\u00e9", "\ufb01ne"]
