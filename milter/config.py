@@ -160,7 +160,7 @@ def _milter(opts: Options) -> MilterConfig:
         internal_networks=tuple(networks),
         add_headers=opts.get_bool("add_headers", True),
         workers=opts.get_int("workers", 8, minimum=1),
-        processes=opts.get_int("processes", 1, minimum=0),
+        processes=opts.get_int("processes", 0, minimum=0),
         name=opts.get_str("name", "mailwarden"),
     )
     opts.finish()

@@ -92,13 +92,20 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
     return replace(config, milter=milter, metrics=metrics)
 
 
+AUTO_PER_CPU = 2  # processes = 0: two workers per usable CPU (measured, docs/performance.md)
+AUTO_MAX = 8
+
+
 def worker_processes(config: Config, overrides: dict[str, object]) -> int:
-    """How many processes serve: ``--processes`` or ``[milter] processes``; 0 means one per
-    usable CPU. 1 is the single-process daemon, more is pre-fork mode."""
+    """How many processes serve: ``--processes`` or ``[milter] processes``. 1 is the
+    single-process daemon, more is pre-fork mode; 0 (the default) means two per usable CPU, at
+    most eight: each process runs its callbacks under one interpreter lock, and a worker that
+    mostly serves one message at a time spends less CPU per message than one juggling several."""
     raw = overrides.get("processes")
     value = int(str(raw)) if raw is not None else config.milter.processes
     if value <= 0:
-        value = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        value = min(AUTO_PER_CPU * cpus, AUTO_MAX)
     return max(1, value)
 
 

@@ -19,6 +19,7 @@ mode = "{mode}"
 timeout_seconds = {timeout}
 max_scan_bytes = {max_scan}
 workers = 2
+processes = 1
 [metrics]
 enabled = false
 [paths]

@@ -71,8 +71,10 @@ def deploy_config_text(overrides: dict[tuple[str, str], object], extra: str = ""
 
 
 def default_overrides(state_dir: Path, **milter: object) -> dict[tuple[str, str], object]:
-    """The example config with the repo's models, a private state dir and no metrics port."""
+    """The example config with the repo's models, a private state dir, no metrics port and
+    one process (the soak and load tests watch that process's memory, descriptors and threads)."""
     values: dict[tuple[str, str], object] = {
+        ("milter", "processes"): 1,
         ("paths", "model_dir"): str(REPO / "models"),
         ("paths", "state_dir"): str(state_dir),
         ("metrics", "enabled"): False,

@@ -39,7 +39,9 @@ def test_check_lists_detectors(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_check_prints_the_worker_count_from_the_config(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
-    config.write_text(config.read_text().replace("[milter]\n", "[milter]\nprocesses = 3\n", 1))
+    text = config.read_text()
+    assert "\nprocesses = 1\n" in text
+    config.write_text(text.replace("\nprocesses = 1\n", "\nprocesses = 3\n", 1))
     status, out, _ = run(capsys, "check", "--config", str(config))
     assert status == 0
     assert "processes: 3" in out

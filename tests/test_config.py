@@ -67,7 +67,7 @@ def test_bad_config_names_key_and_line(tmp_path: Path, text: str, key: str, line
 def test_processes_key_and_run_override_decide_the_worker_count(tmp_path: Path) -> None:
     from mailwarden.runtime import apply_overrides, worker_processes
 
-    assert load_config().milter.processes == 1
+    assert load_config().milter.processes == 0  # auto
     path = tmp_path / "mw.toml"
     path.write_text("[milter]\nprocesses = 3\n")
     config = apply_overrides(load_config(path), {})
@@ -77,7 +77,9 @@ def test_processes_key_and_run_override_decide_the_worker_count(tmp_path: Path) 
     path.write_text("[milter]\nprocesses = 0\n")
     import os
 
-    assert worker_processes(load_config(path), {}) == len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
+    assert worker_processes(load_config(path), {}) == min(2 * cpus, 8)
+    assert worker_processes(load_config(path), {"processes": 1}) == 1
 
 
 def test_syntax_error_is_a_config_error(tmp_path: Path) -> None:

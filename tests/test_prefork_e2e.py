@@ -168,8 +168,8 @@ def test_a_required_detector_that_cannot_load_fails_the_start_with_status_2(
     extra = "[detectors.content]\nenabled = true\nrequired = true\n"  # no models under tmp_path
     config = tmp_path / "mailwarden.toml"
     text = config_text(tmp_path, extra=extra)
-    assert "\n[milter]\n" in text
-    config.write_text(text.replace("\n[milter]\n", "\n[milter]\nprocesses = 2\n", 1))
+    assert "\nprocesses = 1\n" in text
+    config.write_text(text.replace("\nprocesses = 1\n", "\nprocesses = 2\n", 1))
     cmd = [sys.executable, "-m", "mailwarden", "run", "--config", str(config),
            "--socket", f"unix:{tmp_path / 'mw.sock'}"]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)

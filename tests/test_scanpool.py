@@ -45,3 +45,67 @@ def test_too_many_stuck_scans_fail_at_once() -> None:
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_results_and_errors_reach_the_caller() -> None:
+    pool = ScanPool(workers=2)
+    try:
+        assert pool.run(lambda: "ok", timeout=1.0) == "ok"
+        with pytest.raises(ZeroDivisionError):
+            pool.run(lambda: 1 // 0, timeout=1.0)
+        assert pool.run(lambda: None, timeout=1.0) is None
+    finally:
+        pool.shutdown()
+
+
+def test_scans_beyond_the_workers_wait_in_order_and_all_complete() -> None:
+    pool = ScanPool(workers=2)
+    release = threading.Event()
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def job(n: int) -> int:
+        release.wait(2.0)
+        with lock:
+            done.append(n)
+        return n
+
+    results: dict[int, int] = {}
+
+    def call(n: int) -> None:
+        results[n] = pool.run(lambda: job(n), timeout=5.0)
+
+    callers = [threading.Thread(target=call, args=(n,)) for n in range(6)]
+    try:
+        for t in callers:
+            t.start()
+        time.sleep(0.2)
+        assert not done  # two running, four waiting in the backlog
+        release.set()
+        for t in callers:
+            t.join(5.0)
+        assert results == {n: n for n in range(6)}
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_shutdown_stops_idle_workers() -> None:
+    before = threading.active_count()
+    pool = ScanPool(workers=3)
+    gate = threading.Barrier(3)
+    burst = [threading.Thread(target=pool.run, args=(lambda: gate.wait(2.0), 5.0))
+             for _ in range(2)]
+    for t in burst:
+        t.start()
+    gate.wait(2.0)
+    for t in burst:
+        t.join()
+    assert threading.active_count() == before + 2
+    pool.shutdown()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    with pytest.raises(PoolExhausted):
+        pool.run(lambda: 1, timeout=1.0)
