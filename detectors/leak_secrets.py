@@ -152,11 +152,18 @@ _PASSWORD_VALUE = re.compile(
     r"(?:[\"']{0,2}[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?|(>))[ \t]*(?:\r?\n[ \t]*)?([^\s<]{1,100})"
 )
 _SECRET_OWNER = re.compile(r"(?:client|app|api|shared|access)[_ -]?$")
+# Every keyword of _PASSWORD_WORD contains one of these: a text without any of them (most mail)
+# skips the expression, which would otherwise be tried at every p, k, w, s, c and m.
+_PASSWORD_HINTS = ("pass", "pw", "kennwort", "wachtwoord", "senha", "contrase", "secret")
 _KEY_PREFIX = re.compile(r"[a-z0-9]+[_-]$")
 _URL_CREDENTIALS = re.compile(
     r"(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{1,15})://[^\s:/@]{1,64}:"
     r"(?P<value>[^\s:/@]{1,128})@[A-Za-z0-9.-]+"
 )
+# The part of _URL_CREDENTIALS after the scheme. It starts with a literal, which the regular
+# expression engine finds with a fast substring search; _URL_CREDENTIALS itself would be tried at
+# every letter of a text. No hit here, no URL credentials there.
+_URL_AUTH_HINT = re.compile(r"://[^\s:/@]{1,64}:[^\s:/@]{1,128}@[A-Za-z0-9.-]")
 PLACEHOLDERS = frozenset({
     "password", "passwort", "passwd", "changeme", "change_me", "changeit", "secret", "example",
     "yourpassword", "your_password", "mypassword", "my_password", "newpassword", "dummy",
@@ -171,7 +178,8 @@ _STRIP = ".,;:)]}>\"'`"
 
 def passwords(doc: Text) -> Iterator[Match]:
     text, lower = doc.text, doc.lower
-    for hit in _PASSWORD_WORD.finditer(lower):
+    hinted = any(hint in lower for hint in _PASSWORD_HINTS)
+    for hit in _PASSWORD_WORD.finditer(lower) if hinted else ():
         start, word = hit.start(), hit.group()
         if start and lower[start - 1].isalnum():
             continue
@@ -185,7 +193,7 @@ def passwords(doc: Text) -> Iterator[Match]:
             prefix = _KEY_PREFIX.search(lower, max(0, start - 12), start)
             keyword = (prefix.group() if prefix else "") + word
             yield Match("password", _clean(value.group(2)), f"{keyword}: ****", confidence, keyword)
-    if "://" in text:
+    if "://" in text and _URL_AUTH_HINT.search(text):
         for m in _URL_CREDENTIALS.finditer(text):
             secret = m.group("value")
             confidence = password_confidence(secret, doc.settings.placeholders)

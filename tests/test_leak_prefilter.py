@@ -1,0 +1,80 @@
+"""The password scanner's cheap pre-filters change no result.
+
+``passwords()`` skips its keyword expression when no keyword hint occurs in the text, and its
+URL-credentials expression unless the part after a scheme (``://user:secret@host``) occurs: both
+are necessary conditions of a match. With the pre-filters forced open (every text "hinted"), the
+scanner must find exactly the same matches, on generated texts rich in near misses and on real
+mail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailwarden.detectors import leak_secrets
+from mailwarden.detectors.leak_scan import ScanSettings, Text
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = Path(os.environ.get("MAILWARDEN_CORPORA", REPO.parent / "shared" / "corpora"))
+SETTINGS = ScanSettings()
+
+FRAGMENTS = [
+    "password", "Passwort", "pwd", "PW", "pass", "passphrase", "kennwort", "wachtwoord", "senha",
+    "contraseña", "contrasena", "mot de passe", "secret", "client_secret", "secret-key", "api ",
+    ": ", " = ", " is ", "\n", " ", "\t", '"', "'", "<password>", "</password>", "Xy7!kq2Pzz",
+    "hunter2", "changeme", "${PW}", "://", "https://", "postgres://", "ftp://", "app:", "user:",
+    ":Qz9xLm2Pw8", "@", "@db.internal", "db.example.org", "/", "x", "7", "S3cr3t#99", "compass",
+]
+texts = st.lists(st.sampled_from(FRAGMENTS), max_size=25).map("".join)
+
+
+def scan(text: str) -> list[tuple[str, str, str, str]]:
+    return [(m.type, m.key, m.evidence, m.confidence.value) for m in leak_secrets.passwords(Text(text, SETTINGS))]
+
+
+def scan_unfiltered(text: str,
+                   monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, str]]:
+    with monkeypatch.context() as patch:
+        patch.setattr(leak_secrets, "_PASSWORD_HINTS", ("",))  # "" is in every text
+        patch.setattr(leak_secrets, "_URL_AUTH_HINT", re.compile(""))  # matches every text
+        return scan(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts)
+def test_prefilters_change_no_match_on_generated_text(text: str) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert scan(text) == scan_unfiltered(text, monkeypatch)
+
+
+def test_generated_fragments_do_find_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison above is not vacuous: these fragments make both kinds of match."""
+    text = "db password: S3cr3t#99\nsee postgres://app:Qz9xLm2Pw8@db.internal/x"
+    found = scan(text)
+    assert [key for _, key, _, _ in found] == ["S3cr3t#99", "Qz9xLm2Pw8"]
+    assert found == scan_unfiltered(text, monkeypatch)
+
+
+@pytest.mark.skipif(not (CORPORA / "spamassassin" / "easy_ham.tar.gz").exists(),
+                    reason="shared corpora not present")
+def test_prefilters_change_no_match_on_corpus_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared = 0
+    with tarfile.open(CORPORA / "spamassassin" / "spam.tar.gz") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            data = tar.extractfile(member)
+            assert data is not None
+            text = data.read().decode("latin-1")
+            assert scan(text) == scan_unfiltered(text, monkeypatch)
+            compared += 1
+            if compared >= 300:
+                break
+    assert compared == 300
