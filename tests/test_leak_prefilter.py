@@ -36,7 +36,8 @@ texts = st.lists(st.sampled_from(FRAGMENTS), max_size=25).map("".join)
 
 
 def scan(text: str) -> list[tuple[str, str, str, str]]:
-    return [(m.type, m.key, m.evidence, m.confidence.value) for m in leak_secrets.passwords(Text(text, SETTINGS))]
+    found = leak_secrets.passwords(Text(text, SETTINGS))
+    return [(m.type, m.key, m.evidence, m.confidence.value) for m in found]
 
 
 def scan_unfiltered(text: str,
