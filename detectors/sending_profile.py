@@ -28,8 +28,14 @@ MAX_DOMAINS = 64
 ALPHA_MIN = 0.02  # EWMA memory of roughly the last 50 messages
 HIST_DECAY = 0.998  # hour/weekday histograms remember roughly the last 500 messages
 STAT_KEYS = ("lsize", "latt", "lrcpt", "lc1h", "lc1d", "newthread")
-_MAGIC = b"MWS1"
+_MAGIC = b"MWS1"  # JSON metadata (read only: files written before MWS2 stay readable)
 _HEADER = struct.Struct("<4sIHHH")
+# MWS2: magic, n, last, score, times, recipients, domains, human values, stat keys present (bits
+# in STAT_KEYS order); then float64 hours, wdays, (mean, var) per present stat and human; then the
+# same uint32 times and (hash, first, last) triples as MWS1. The values are rounded as MWS1
+# rounded them, so a profile decodes to exactly what its MWS1 blob decoded to.
+_MAGIC2 = b"MWS2"
+_HEADER2 = struct.Struct("<4sIddHHHHB")
 
 
 def hash32(text: str) -> int:
@@ -79,6 +85,21 @@ class Profile:
             del table[oldest]
 
     def encode(self) -> bytes:
+        stats = [(k, self.stats[k]) for k in STAT_KEYS if k in self.stats]
+        if len(stats) != len(self.stats):  # a key this layout cannot name: the JSON layout can
+            return self.encode_json()
+        floats = [round(v, 3) for v in self.hours] + [round(v, 3) for v in self.wdays]
+        for _key, (mean, var) in stats:
+            floats += (round(mean, 5), round(var, 5))
+        floats += [round(v, 4) for v in self.human]
+        mask = sum(1 << STAT_KEYS.index(k) for k, _ in stats)
+        head = _HEADER2.pack(_MAGIC2, self.n, self.last, round(self.score, 4), len(self.times),
+                             len(self.rcpts), len(self.domains), len(self.human), mask)
+        return (head + struct.pack(f"<{len(floats)}d", *floats) + _uints(self.times)
+                + _triples(self.rcpts).tobytes() + _triples(self.domains).tobytes())
+
+    def encode_json(self) -> bytes:
+        """The MWS1 layout (JSON metadata), as written before MWS2."""
         meta = {
             "n": self.n, "last": self.last, "score": round(self.score, 4),
             "h": [round(v, 3) for v in self.hours], "w": [round(v, 3) for v in self.wdays],
@@ -88,18 +109,43 @@ class Profile:
         text = json.dumps(meta, separators=(",", ":")).encode("ascii")
         rc, dm = _triples(self.rcpts), _triples(self.domains)
         head = _HEADER.pack(_MAGIC, len(text), len(self.times), len(self.rcpts), len(self.domains))
-        times = np.asarray(self.times, dtype="<u4")
-        return head + text + times.tobytes() + rc.tobytes() + dm.tobytes()
+        return head + text + _uints(self.times) + rc.tobytes() + dm.tobytes()
 
     @classmethod
     def decode(cls, blob: bytes | None) -> Profile:
         """The profile in ``blob``; a new profile for None or an unreadable blob."""
-        if not blob or len(blob) < _HEADER.size or not blob.startswith(_MAGIC):
+        if not blob or len(blob) < _HEADER.size:
             return cls()
         try:
-            return cls._decode(blob)
+            if blob.startswith(_MAGIC2):
+                return cls._decode2(blob)
+            if blob.startswith(_MAGIC):
+                return cls._decode(blob)
         except (ValueError, KeyError, TypeError, struct.error):
-            return cls()
+            pass
+        return cls()
+
+    @classmethod
+    def _decode2(cls, blob: bytes) -> Profile:
+        _magic, n, last, score, n_times, n_rc, n_dm, n_human, mask = _HEADER2.unpack_from(blob)
+        keys = [k for i, k in enumerate(STAT_KEYS) if mask >> i & 1]
+        n_floats = 31 + 2 * len(keys) + n_human
+        pos = _HEADER2.size
+        floats = struct.unpack_from(f"<{n_floats}d", blob, pos)
+        pos += 8 * n_floats
+        count = n_times + 3 * (n_rc + n_dm)
+        if len(blob) != pos + 4 * count:
+            raise ValueError("MWS2 blob of the wrong length")
+        arr = np.frombuffer(blob, dtype="<u4", offset=pos, count=count)
+        rc = arr[n_times : n_times + 3 * n_rc].reshape(-1, 3).tolist()
+        dm = arr[n_times + 3 * n_rc :].reshape(-1, 3).tolist()
+        stats = {k: (floats[31 + 2 * i], floats[32 + 2 * i]) for i, k in enumerate(keys)}
+        return cls(
+            n=n, last=last, times=arr[:n_times].tolist(),
+            rcpts={k: (a, b) for k, a, b in rc}, domains={k: (a, b) for k, a, b in dm},
+            hours=list(floats[:24]), wdays=list(floats[24:31]), stats=stats,
+            human=list(floats[31 + 2 * len(keys):]), score=score,
+        )
 
     @classmethod
     def _decode(cls, blob: bytes) -> Profile:
@@ -118,6 +164,10 @@ class Profile:
             stats={k: (float(v[0]), float(v[1])) for k, v in meta["s"].items()},
             human=[float(v) for v in meta["u"]], score=float(meta.get("score", 0.0)),
         )
+
+
+def _uints(values: list[int]) -> bytes:
+    return np.asarray(values, dtype="<u4").tobytes()
 
 
 def _triples(table: dict[int, tuple[int, int]]) -> npt.NDArray[np.uint32]:

@@ -128,7 +128,34 @@ def test_profile_round_trip_and_caps() -> None:
 
 def test_unreadable_blob_gives_a_new_profile() -> None:
     assert Profile.decode(b"MWS1garbage-garbage-garbage").n == 0
+    assert Profile.decode(b"MWS2garbage-garbage-garbage").n == 0
     assert Profile.decode(None).n == 0
+    blob = history(5).encode()
+    assert Profile.decode(blob).n == 5
+    assert Profile.decode(blob[:-1]).n == 0  # truncated
+    assert Profile.decode(blob + b"\0\0\0\0").n == 0  # trailing bytes
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 70])
+def test_binary_profile_layout_decodes_exactly_as_the_json_layout(n: int) -> None:
+    """MWS2 (binary) and MWS1 (JSON, what state files written earlier hold) decode to the same
+    profile, field by field, so scores do not move when the layout changes; both still read."""
+    p = history(n)
+    for i in range(n // 2):
+        rcpts = tuple(f"r{i}-{k}@d{k % 3}.example" for k in range(1 + i % 4))
+        e = ev(T0 + 20 * 86400 + i * 613.7, rcpts, size=1000 + 37 * i)
+        learn(p, e, observe(p, e, OrgPrior(), CFG))
+    p.score = 0.123456789
+    binary, text = p.encode(), p.encode_json()
+    assert binary[:4] == b"MWS2" and text[:4] == b"MWS1"
+    from_binary, from_text = Profile.decode(binary), Profile.decode(text)
+    assert from_binary == from_text
+    assert from_binary.score == 0.1235 and from_binary.n == p.n
+    assert (len(from_binary.stats), len(from_binary.rcpts)) == (6 if n else 0, len(p.rcpts))
+    # what the detector does next with either is the same, to the bit
+    e = ev(T0 + 40 * 86400, ("new@else.example",))
+    assert np.array_equal(observe(from_binary, e, OrgPrior(), CFG).vector,
+                          observe(from_text, e, OrgPrior(), CFG).vector)
 
 
 def test_explanations_name_values_and_baselines_without_addresses() -> None:
