@@ -99,6 +99,9 @@ class Config:
     log_level: str
     # Sections of decision sinks ([audit], [notify], [quarantine]): each sink validates its own.
     sections: dict[str, Options]
+    # Processes that share process-wide budgets (the notifier's mails per hour): the worker
+    # count in pre-fork mode, set by the supervisor; 1 otherwise.
+    budget_share: int = 1
 
 
 def load_config(path: str | Path | None = None, text: str | None = None) -> Config:

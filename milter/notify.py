@@ -13,6 +13,7 @@ from our own address unscanned: a notification is never held, notified about, an
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from mailwarden.verdict import Action, Decision, Direction
 if TYPE_CHECKING:
     from mailwarden.config import Config
 
+log = logging.getLogger("mailwarden.notify")
 ACTIONS = ("quarantine", "reject", "tempfail")
 
 
@@ -137,11 +139,14 @@ class NotifySink:
         self.queue.close()
 
 
-def _limits(options: Options) -> Limits:
+def _limits(options: Options, share: int = 1) -> Limits:
+    """The [notify] limits; in pre-fork mode each of ``share`` workers gets an equal part of
+    the hourly mail budget (at least one mail), so all together stay within it."""
+    per_hour = options.get_int("max_mails_per_hour", 60, minimum=1)
     return Limits(
         batch_seconds=options.get_number("batch_seconds", 30.0, minimum=0.0),
         digest_seconds=options.get_number("digest_seconds", 900.0, minimum=0.0),
-        max_mails_per_hour=options.get_int("max_mails_per_hour", 60, minimum=1),
+        max_mails_per_hour=max(1, per_hour // max(1, share)),
         max_events_per_mail=options.get_int("max_events_per_mail", 50, minimum=1),
         max_pending=options.get_int("max_pending", 10000, minimum=1),
         retry_seconds=options.get_number("retry_seconds", 60.0, minimum=0.0),
@@ -189,11 +194,14 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     enabled = options.get_bool("enabled", False)
     settings = _settings(options)
     transport = _transport(options)
-    limits = _limits(options)
+    limits = _limits(options, config.budget_share)
     key_file = options.get_str("key_file", "")
     options.finish()
     if not enabled:
         return None
+    if config.budget_share > 1:
+        log.info("notify: %d worker processes share the hourly mail budget: %d each",
+                 config.budget_share, limits.max_mails_per_hour)
     if not settings.admins and not settings.notify_sender:
         raise options.error("admins", "notify is enabled but has no admins and notify_sender "
                                       "is false")

@@ -87,7 +87,8 @@ class Supervisor:
         if pid == 0:  # the worker: never returns
             parent_end.close()
             self._in_child()
-            os._exit(_worker_main(index, child_end, self._path, self._overrides))
+            overrides = {**self._overrides, "budget_share": self.processes}
+            os._exit(_worker_main(index, child_end, self._path, overrides))
         child_end.close()
         worker = Worker(index, pid, Channel(parent_end))
         self.workers[pid] = worker

@@ -89,7 +89,8 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
     metrics = config.metrics
     if overrides.get("metrics_port") is not None:
         metrics = replace(metrics, port=int(str(overrides["metrics_port"])), enabled=True)
-    return replace(config, milter=milter, metrics=metrics)
+    share = int(str(overrides.get("budget_share") or 1))
+    return replace(config, milter=milter, metrics=metrics, budget_share=share)
 
 
 AUTO_PER_CPU = 2  # processes = 0: two workers per usable CPU (measured, docs/performance.md)

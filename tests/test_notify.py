@@ -292,3 +292,19 @@ def test_example_config_documents_the_defaults() -> None:
     for read in (notify._settings, notify._limits, notify._transport):
         assert read(example) == read(defaults)
     assert example.get_bool("enabled", True) is False
+
+
+def test_pre_fork_workers_share_the_hourly_mail_budget(tmp_path: Path) -> None:
+    """Each of N workers gets max_mails_per_hour // N (at least 1): together within the cap.
+    The supervisor hands every worker the share as the ``budget_share`` run override."""
+    from mailwarden.runtime import apply_overrides
+
+    text = config_text(tmp_path, extra="[notify]\nenabled = true\nsmtp_port = 9\n"
+                                       "admins = [\"pm@example.org\"]\nmax_mails_per_hour = 10\n")
+    base = load_config(tmp_path / "t.toml", text=text)
+    for share, expected in ((1, 10), (4, 2), (3, 3), (16, 1)):
+        engine = Engine(apply_overrides(base, {"budget_share": share}), Metrics())
+        try:
+            assert notify_sink(engine).queue.limits.max_mails_per_hour == expected
+        finally:
+            engine.close()

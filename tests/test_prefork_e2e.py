@@ -163,6 +163,20 @@ def test_sigterm_drains_and_stops_every_process(tmp_path: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_workers_share_the_notifiers_hourly_mail_budget(tmp_path: Path) -> None:
+    root = public_tmpdir("mw-prefork-notify-")
+    extra = ('[notify]\nenabled = true\nsmtp_port = 9\nadmins = ["pm@example.org"]\n'
+             "max_mails_per_hour = 10\n")
+    milter = PreforkMilter(write_config(root, extra=extra), root / "mw.sock")
+    try:
+        milter.start()
+        assert milter.log().count("share the hourly mail budget: 5 each") == 2  # 10 // 2
+        assert milter.stop() == 0
+    finally:
+        milter.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_a_required_detector_that_cannot_load_fails_the_start_with_status_2(
         tmp_path: Path) -> None:
     extra = "[detectors.content]\nenabled = true\nrequired = true\n"  # no models under tmp_path
