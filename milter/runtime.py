@@ -12,6 +12,7 @@ the engine they started with; the old engine is closed once its grace period has
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._sessions = 0
         self._engine = Engine(self.load(), metrics)
+        freeze_long_lived()
 
     @property
     def engine(self) -> Engine:
@@ -60,7 +62,7 @@ class Runtime:
         with self._lock:
             old, self._engine = self._engine, new
         grace = old.config.milter.timeout_seconds * 2 + 1
-        threading.Timer(grace, old.close).start()
+        threading.Timer(grace, retire, args=([old],)).start()
         self.metrics.reloads.labels("success").inc()
         log.info("configuration and models reloaded (%d detectors)", len(new.detectors))
         return True
@@ -77,6 +79,24 @@ class Runtime:
     def sessions(self) -> int:
         with self._lock:
             return self._sessions
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now (imports, the engine: models, vocabularies, expressions) out
+    of the cyclic garbage collector's reach. A full collection otherwise walks them all, holding
+    the interpreter lock for tens of milliseconds (120 ms measured with a warm engine) while every
+    message of the process waits; frozen, it walks only what messages allocate."""
+    gc.collect()
+    gc.freeze()
+
+
+def retire(holder: list[Engine]) -> None:
+    """After a reload's grace period: close the old engine (taken out of ``holder``, so that no
+    reference is left), let the collector reclaim it (it was frozen with everything else), and
+    freeze what is alive again."""
+    holder.pop().close()
+    gc.unfreeze()
+    freeze_long_lived()
 
 
 def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
