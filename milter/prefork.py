@@ -248,7 +248,10 @@ def _describe(status: int) -> str:
 def run_prefork(config: Config, config_path: str | None, overrides: dict[str, object],
                 processes: int) -> int:
     """The supervisor's life: listen, fork, watch, drain. Returns the exit status."""
+    from mailwarden.runtime import freeze_long_lived
+
     load_builtin()  # imported once here: the workers share these pages
+    freeze_long_lived()  # and their collectors never walk (and so never copy) them
     try:
         listener = adapter.listen(config.milter.name, config.milter.socket,
                                   config.milter.on_error)

@@ -41,8 +41,8 @@ class Runtime:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._sessions = 0
+        freeze_long_lived()  # the imports; the engine stays collectable (reloads replace it)
         self._engine = Engine(self.load(), metrics)
-        freeze_long_lived()
 
     @property
     def engine(self) -> Engine:
@@ -62,7 +62,7 @@ class Runtime:
         with self._lock:
             old, self._engine = self._engine, new
         grace = old.config.milter.timeout_seconds * 2 + 1
-        threading.Timer(grace, retire, args=([old],)).start()
+        threading.Timer(grace, old.close).start()
         self.metrics.reloads.labels("success").inc()
         log.info("configuration and models reloaded (%d detectors)", len(new.detectors))
         return True
@@ -82,21 +82,14 @@ class Runtime:
 
 
 def freeze_long_lived() -> None:
-    """Move every object alive now (imports, the engine: models, vocabularies, expressions) out
-    of the cyclic garbage collector's reach. A full collection otherwise walks them all, holding
-    the interpreter lock for tens of milliseconds (120 ms measured with a warm engine) while every
-    message of the process waits; frozen, it walks only what messages allocate."""
+    """Move every object alive now (the imported modules: nltk, SciPy and scikit-learn among
+    them) out of the cyclic garbage collector's reach. A full collection otherwise walks them
+    all, holding the interpreter lock for about 0.1 s while every message of the process waits.
+    Called before an engine is built, so engines are never frozen and a reload's old engine is
+    reclaimed as usual; in pre-fork mode the supervisor calls it before forking, so collections
+    in the workers never write to (and copy) the pages they share with it."""
     gc.collect()
     gc.freeze()
-
-
-def retire(holder: list[Engine]) -> None:
-    """After a reload's grace period: close the old engine (taken out of ``holder``, so that no
-    reference is left), let the collector reclaim it (it was frozen with everything else), and
-    freeze what is alive again."""
-    holder.pop().close()
-    gc.unfreeze()
-    freeze_long_lived()
 
 
 def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
