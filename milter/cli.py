@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("observe", "enforce"))
     run.add_argument("--metrics-port", type=int)
     run.add_argument("--processes", type=_processes, metavar="N",
-                     help="worker processes (0: one per CPU; 1: no pre-fork supervisor)")
+                     help="worker processes (0: two per usable CPU, at most 8; 1: one process)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate the config and load every model")

@@ -200,7 +200,7 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     if not enabled:
         return None
     if config.budget_share > 1:
-        log.info("notify: %d worker processes share the hourly mail budget: %d each",
+        log.info("notify: hourly mail budget split over %d workers: %d mails each",
                  config.budget_share, limits.max_mails_per_hour)
     if not settings.admins and not settings.notify_sender:
         raise options.error("admins", "notify is enabled but has no admins and notify_sender "

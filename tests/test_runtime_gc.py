@@ -28,6 +28,7 @@ def test_runtime_freezes_the_imports_before_building_its_engine(tmp_path: Path) 
         assert not gc.is_finalized(runtime.engine)
         assert any(o is runtime.engine for o in gc.get_objects(generation=0)
                    + gc.get_objects(generation=1) + gc.get_objects(generation=2))
+        runtime.engine.close()
     finally:
         gc.unfreeze()
 
@@ -49,5 +50,6 @@ def test_a_reloaded_engine_is_reclaimed_by_the_collector(tmp_path: Path) -> None
             time.sleep(0.05)
             gc.collect()
         assert gone() is None
+        runtime.engine.close()
     finally:
         gc.unfreeze()
