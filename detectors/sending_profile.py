@@ -85,31 +85,39 @@ class Profile:
             del table[oldest]
 
     def encode(self) -> bytes:
-        stats = [(k, self.stats[k]) for k in STAT_KEYS if k in self.stats]
-        if len(stats) != len(self.stats):  # a key this layout cannot name: the JSON layout can
+        hours, wdays, stats, human, score = self._stored()
+        keys = [k for k in STAT_KEYS if k in stats]
+        if len(keys) != len(stats):  # a key this layout cannot name: the JSON layout can
             return self.encode_json()
-        floats = [round(v, 3) for v in self.hours] + [round(v, 3) for v in self.wdays]
-        for _key, (mean, var) in stats:
-            floats += (round(mean, 5), round(var, 5))
-        floats += [round(v, 4) for v in self.human]
-        mask = sum(1 << STAT_KEYS.index(k) for k, _ in stats)
-        head = _HEADER2.pack(_MAGIC2, self.n, self.last, round(self.score, 4), len(self.times),
-                             len(self.rcpts), len(self.domains), len(self.human), mask)
-        return (head + struct.pack(f"<{len(floats)}d", *floats) + _uints(self.times)
-                + _triples(self.rcpts).tobytes() + _triples(self.domains).tobytes())
+        floats = hours + wdays
+        for key in keys:
+            floats += stats[key]
+        floats += human
+        mask = sum(1 << STAT_KEYS.index(k) for k in keys)
+        head = _HEADER2.pack(_MAGIC2, self.n, self.last, score, len(self.times),
+                             len(self.rcpts), len(self.domains), len(human), mask)
+        return head + struct.pack(f"<{len(floats)}d", *floats) + self._tables()
 
     def encode_json(self) -> bytes:
         """The MWS1 layout (JSON metadata), as written before MWS2."""
-        meta = {
-            "n": self.n, "last": self.last, "score": round(self.score, 4),
-            "h": [round(v, 3) for v in self.hours], "w": [round(v, 3) for v in self.wdays],
-            "s": {k: [round(m, 5), round(v, 5)] for k, (m, v) in self.stats.items()},
-            "u": [round(v, 4) for v in self.human],
-        }
+        hours, wdays, stats, human, score = self._stored()
+        meta = {"n": self.n, "last": self.last, "score": score, "h": hours, "w": wdays,
+                "s": {k: list(v) for k, v in stats.items()}, "u": human}
         text = json.dumps(meta, separators=(",", ":")).encode("ascii")
-        rc, dm = _triples(self.rcpts), _triples(self.domains)
         head = _HEADER.pack(_MAGIC, len(text), len(self.times), len(self.rcpts), len(self.domains))
-        return head + text + _uints(self.times) + rc.tobytes() + dm.tobytes()
+        return head + text + self._tables()
+
+    def _stored(self) -> tuple[list[float], list[float], dict[str, tuple[float, float]],
+                               list[float], float]:
+        """Hours, weekdays, stats, human values and score as both layouts store them (rounded)."""
+        return ([round(v, 3) for v in self.hours], [round(v, 3) for v in self.wdays],
+                {k: (round(m, 5), round(v, 5)) for k, (m, v) in self.stats.items()},
+                [round(v, 4) for v in self.human], round(self.score, 4))
+
+    def _tables(self) -> bytes:
+        """Both layouts' tail: send times, then (hash, first, last) of recipients and domains."""
+        times = np.asarray(self.times, dtype="<u4")
+        return times.tobytes() + _triples(self.rcpts).tobytes() + _triples(self.domains).tobytes()
 
     @classmethod
     def decode(cls, blob: bytes | None) -> Profile:
@@ -133,16 +141,12 @@ class Profile:
         pos = _HEADER2.size
         floats = struct.unpack_from(f"<{n_floats}d", blob, pos)
         pos += 8 * n_floats
-        count = n_times + 3 * (n_rc + n_dm)
-        if len(blob) != pos + 4 * count:
+        if len(blob) != pos + 4 * (n_times + 3 * (n_rc + n_dm)):
             raise ValueError("MWS2 blob of the wrong length")
-        arr = np.frombuffer(blob, dtype="<u4", offset=pos, count=count)
-        rc = arr[n_times : n_times + 3 * n_rc].reshape(-1, 3).tolist()
-        dm = arr[n_times + 3 * n_rc :].reshape(-1, 3).tolist()
+        times, rcpts, domains = _read_tables(blob, pos, n_times, n_rc, n_dm)
         stats = {k: (floats[31 + 2 * i], floats[32 + 2 * i]) for i, k in enumerate(keys)}
         return cls(
-            n=n, last=last, times=arr[:n_times].tolist(),
-            rcpts={k: (a, b) for k, a, b in rc}, domains={k: (a, b) for k, a, b in dm},
+            n=n, last=last, times=times, rcpts=rcpts, domains=domains,
             hours=list(floats[:24]), wdays=list(floats[24:31]), stats=stats,
             human=list(floats[31 + 2 * len(keys):]), score=score,
         )
@@ -152,22 +156,26 @@ class Profile:
         _magic, n_text, n_times, n_rc, n_dm = _HEADER.unpack_from(blob)
         pos = _HEADER.size
         meta: dict[str, Any] = json.loads(blob[pos : pos + n_text])
-        pos += n_text
-        arr = np.frombuffer(blob, dtype="<u4", offset=pos, count=n_times + 3 * (n_rc + n_dm))
-        times = arr[:n_times].tolist()
-        rc = arr[n_times : n_times + 3 * n_rc].reshape(-1, 3).tolist()
-        dm = arr[n_times + 3 * n_rc :].reshape(-1, 3).tolist()
+        times, rcpts, domains = _read_tables(blob, pos + n_text, n_times, n_rc, n_dm)
         return cls(
-            n=int(meta["n"]), last=float(meta["last"]), times=times,
-            rcpts={k: (a, b) for k, a, b in rc}, domains={k: (a, b) for k, a, b in dm},
+            n=int(meta["n"]), last=float(meta["last"]), times=times, rcpts=rcpts, domains=domains,
             hours=[float(v) for v in meta["h"]], wdays=[float(v) for v in meta["w"]],
             stats={k: (float(v[0]), float(v[1])) for k, v in meta["s"].items()},
             human=[float(v) for v in meta["u"]], score=float(meta.get("score", 0.0)),
         )
 
 
-def _uints(values: list[int]) -> bytes:
-    return np.asarray(values, dtype="<u4").tobytes()
+Table = dict[int, tuple[int, int]]
+
+
+def _read_tables(blob: bytes, pos: int, n_times: int, n_rc: int,
+                 n_dm: int) -> tuple[list[int], Table, Table]:
+    """The tail written by :meth:`Profile._tables`: times, recipients, domains."""
+    arr = np.frombuffer(blob, dtype="<u4", offset=pos, count=n_times + 3 * (n_rc + n_dm))
+    rc = arr[n_times : n_times + 3 * n_rc].reshape(-1, 3).tolist()
+    dm = arr[n_times + 3 * n_rc :].reshape(-1, 3).tolist()
+    return (arr[:n_times].tolist(), {k: (a, b) for k, a, b in rc},
+            {k: (a, b) for k, a, b in dm})
 
 
 def _triples(table: dict[int, tuple[int, int]]) -> npt.NDArray[np.uint32]:

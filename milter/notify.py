@@ -146,7 +146,7 @@ def _limits(options: Options, share: int = 1) -> Limits:
     return Limits(
         batch_seconds=options.get_number("batch_seconds", 30.0, minimum=0.0),
         digest_seconds=options.get_number("digest_seconds", 900.0, minimum=0.0),
-        max_mails_per_hour=max(1, per_hour // max(1, share)),
+        max_mails_per_hour=max(1, per_hour // share),
         max_events_per_mail=options.get_int("max_events_per_mail", 50, minimum=1),
         max_pending=options.get_int("max_pending", 10000, minimum=1),
         retry_seconds=options.get_number("retry_seconds", 60.0, minimum=0.0),
