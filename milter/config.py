@@ -99,9 +99,10 @@ class Config:
     log_level: str
     # Sections of decision sinks ([audit], [notify], [quarantine]): each sink validates its own.
     sections: dict[str, Options]
-    # Processes that share process-wide budgets (the notifier's mails per hour): the worker
-    # count in pre-fork mode, set by the supervisor; 1 otherwise.
-    budget_share: int = 1
+    # Pre-fork mode: the worker count and this worker's index (0 sends the alert mail of all),
+    # set by the supervisor; 1 and 0 otherwise.
+    workers: int = 1
+    worker_index: int = 0
 
 
 def load_config(path: str | Path | None = None, text: str | None = None) -> Config:

@@ -6,7 +6,9 @@ mode would have done), it builds an :class:`~mailwarden.alertmail.AlertEvent` (q
 reference, time, verdict, finding types with counts, confidence and masked fragments: never
 content, subject or attachments) for :class:`~mailwarden.notify_queue.DigestQueue`, whose
 background thread sends rate-limited, deduplicated digests by SMTP to the local MTA (127.0.0.1:25
-by default) or a relay, or through ``sendmail(1)``. Alert mail is signed (see
+by default) or a relay, or through ``sendmail(1)``. In pre-fork mode only worker 0 has that
+queue; the other workers hand their events over through :mod:`mailwarden.notify_spool`, so the
+limits hold for the daemon as configured, whatever worker saw the message. Alert mail is signed (see
 :mod:`mailwarden.alertmail`) and :meth:`NotifySink.exempt` lets the engine pass an intact alert
 from our own address unscanned: a notification is never held, notified about, and so on in a loop.
 """
@@ -14,6 +16,7 @@ from our own address unscanned: a notification is never held, notified about, an
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import socket
 import subprocess
@@ -27,6 +30,13 @@ from mailwarden.keyfile import InstallSecret
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import Metrics
 from mailwarden.notify_queue import DigestQueue, Limits
+from mailwarden.notify_spool import (
+    MIN_POLL_SECONDS,
+    POLL_SECONDS,
+    SPOOL_FILE,
+    NotifySpool,
+    SpoolRelay,
+)
 from mailwarden.options import Options
 from mailwarden.sinks import register_sink
 from mailwarden.verdict import Action, Decision, Direction
@@ -79,16 +89,24 @@ class Settings:
 
 
 class NotifySink:
+    """With ``spool`` and ``sending=False`` (pre-fork workers but the first), events go to the
+    spool; otherwise to this sink's own queue, which then also takes the spool's events."""
+
     name = "notify"
 
     def __init__(self, settings: Settings, transport: Transport, limits: Limits,
-                 secret: InstallSecret, metrics: Metrics, mode: str):
+                 secret: InstallSecret, metrics: Metrics, mode: str, *,
+                 spool: NotifySpool | None = None, sending: bool = True,
+                 poll_seconds: float = POLL_SECONDS):
         self.settings = settings
         self.mode = mode  # the engine's mode, for the decisions of exempted alert mail
         self._transport = transport
         self._secret = secret
         self._metrics = metrics
-        self.queue = DigestQueue(limits, self._send, metrics)
+        self._spool = spool
+        self.queue = DigestQueue(limits, self._send, metrics) if sending or spool is None else None
+        self._relay = (SpoolRelay(spool, self._offer, poll_seconds)
+                       if spool is not None and self.queue is not None else None)
 
     def wanted(self, decision: Decision) -> bool:
         if decision.mode == "enforce":
@@ -112,6 +130,14 @@ class NotifySink:
             return
         event = event_from(message, decision)
         for recipient, kind in self.recipients(message):
+            if self.queue is not None:
+                self._offer(recipient, kind, event)
+            elif self._spool is not None and not self._spool.put(recipient, kind, event):
+                self._metrics.notify_events.labels("dropped").inc()
+            # a spooled event is counted by the sending worker, as queued, duplicate or dropped
+
+    def _offer(self, recipient: str, kind: str, event: AlertEvent) -> None:
+        if self.queue is not None:
             self._metrics.notify_events.labels(self.queue.add(recipient, kind, event)).inc()
 
     def _send(self, recipient: str, kind: str, events: list[AlertEvent], left_out: int) -> None:
@@ -136,17 +162,19 @@ class NotifySink:
                         ref="MW-" + uuid.uuid4().hex[:12].upper(), mode=self.mode)
 
     def close(self) -> None:
-        self.queue.close()
+        if self._relay is not None:
+            self._relay.close()
+        if self.queue is not None:
+            self.queue.close()
+        if self._spool is not None:
+            self._spool.close()
 
 
-def _limits(options: Options, share: int = 1) -> Limits:
-    """The [notify] limits; in pre-fork mode each of ``share`` workers gets an equal part of
-    the hourly mail budget (at least one mail), so all together stay within it."""
-    per_hour = options.get_int("max_mails_per_hour", 60, minimum=1)
+def _limits(options: Options) -> Limits:
     return Limits(
         batch_seconds=options.get_number("batch_seconds", 30.0, minimum=0.0),
         digest_seconds=options.get_number("digest_seconds", 900.0, minimum=0.0),
-        max_mails_per_hour=max(1, per_hour // share),
+        max_mails_per_hour=options.get_int("max_mails_per_hour", 60, minimum=1),
         max_events_per_mail=options.get_int("max_events_per_mail", 50, minimum=1),
         max_pending=options.get_int("max_pending", 10000, minimum=1),
         retry_seconds=options.get_number("retry_seconds", 60.0, minimum=0.0),
@@ -194,16 +222,26 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     enabled = options.get_bool("enabled", False)
     settings = _settings(options)
     transport = _transport(options)
-    limits = _limits(options, config.budget_share)
+    limits = _limits(options)
     key_file = options.get_str("key_file", "")
     options.finish()
     if not enabled:
         return None
-    if config.budget_share > 1:
-        log.info("notify: hourly mail budget split over %d workers: %d mails each",
-                 config.budget_share, limits.max_mails_per_hour)
     if not settings.admins and not settings.notify_sender:
         raise options.error("admins", "notify is enabled but has no admins and notify_sender "
                                       "is false")
     secret = InstallSecret(Path(key_file) if key_file else config.state_dir / "mailwarden.key")
-    return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode)
+    if config.workers <= 1:
+        return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode)
+    sending = config.worker_index == 0
+    spool = NotifySpool(config.state_dir / SPOOL_FILE, limits.max_pending)
+    if sending:
+        log.info("this worker (pid %d) sends the alert mail of all %d workers",
+                 os.getpid(), config.workers)
+    else:
+        log.info("alert events of this worker (pid %d) go to worker 0 through %s",
+                 os.getpid(), spool.path)
+    # Spooled events must reach the queue before a batch opened by worker 0's own event is due.
+    poll = max(MIN_POLL_SECONDS, min(POLL_SECONDS, limits.batch_seconds / 3))
+    return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode,
+                      spool=spool, sending=sending, poll_seconds=poll)

@@ -87,7 +87,7 @@ class Supervisor:
         if pid == 0:  # the worker: never returns
             parent_end.close()
             self._in_child()
-            overrides = {**self._overrides, "budget_share": self.processes}
+            overrides = {**self._overrides, "workers": self.processes, "worker_index": index}
             os._exit(_worker_main(index, child_end, self._path, overrides))
         child_end.close()
         worker = Worker(index, pid, Channel(parent_end))

@@ -102,8 +102,9 @@ def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
     metrics = config.metrics
     if overrides.get("metrics_port") is not None:
         metrics = replace(metrics, port=int(str(overrides["metrics_port"])), enabled=True)
-    share = int(str(overrides.get("budget_share") or 1))
-    return replace(config, milter=milter, metrics=metrics, budget_share=share)
+    workers = int(str(overrides.get("workers") or 1))
+    index = int(str(overrides.get("worker_index") or 0))
+    return replace(config, milter=milter, metrics=metrics, workers=workers, worker_index=index)
 
 
 AUTO_PER_CPU = 2  # processes = 0: two workers per usable CPU (measured, docs/performance.md)

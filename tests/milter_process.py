@@ -104,6 +104,42 @@ class MilterProcess:
 M = TypeVar("M", bound="MilterProcess")
 
 
+class PreforkMilter(MilterProcess):
+    processes = 2
+
+    def start(self, timeout: float = 60.0) -> PreforkMilter:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        cmd = [sys.executable, "-m", "mailwarden", "run", "--processes", str(self.processes),
+               "--config", str(self.config), "--socket", self.spec, "--mode", self.mode,
+               "--metrics-port", str(self.metrics_port)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.config.parent)
+        deadline = time.monotonic() + timeout
+        while len(self.workers()) < self.processes or "worker processes" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"milter did not start: {self.log()}")
+            time.sleep(0.05)
+        self.socket_path.chmod(0o666)
+        return self
+
+    def workers(self) -> list[int]:
+        if self.proc is None:
+            return []
+        out = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    stat = (proc / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == self.proc.pid:
+                    out.append(int(proc.name))
+        return sorted(out)
+
+
+
 @contextmanager
 def with_postfix(milter: M, root: Path) -> Iterator[tuple[PostfixInstance, M]]:
     """Start ``milter``, then a throwaway Postfix using it; stop both and remove ``root``."""

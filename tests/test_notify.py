@@ -294,17 +294,69 @@ def test_example_config_documents_the_defaults() -> None:
     assert example.get_bool("enabled", True) is False
 
 
-def test_pre_fork_workers_share_the_hourly_mail_budget(tmp_path: Path) -> None:
-    """Each of N workers gets max_mails_per_hour // N (at least 1): together within the cap.
-    The supervisor hands every worker the share as the ``budget_share`` run override."""
+class Outbox:
+    """A transport that keeps what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, bytes]] = []
+
+    def send(self, sender: str, recipient: str, data: bytes) -> None:
+        self.mails.append((recipient, data))
+
+
+def worker_engine(tmp_path: Path, index: int, notify: str) -> Engine:
+    """An engine as pre-fork worker ``index`` of 2 builds it (the supervisor's overrides)."""
     from mailwarden.runtime import apply_overrides
 
-    text = config_text(tmp_path, extra="[notify]\nenabled = true\nsmtp_port = 9\n"
-                                       "admins = [\"pm@example.org\"]\nmax_mails_per_hour = 10\n")
-    base = load_config(tmp_path / "t.toml", text=text)
-    for share, expected in ((1, 10), (4, 2), (3, 3), (16, 1)):
-        engine = Engine(apply_overrides(base, {"budget_share": share}), Metrics())
-        try:
-            assert notify_sink(engine).queue.limits.max_mails_per_hour == expected
-        finally:
-            engine.close()
+    text = config_text(tmp_path, extra="[notify]\nenabled = true\nsmtp_port = 9\n" + notify)
+    config = load_config(tmp_path / "t.toml", text=text)
+    return Engine(apply_overrides(config, {"workers": 2, "worker_index": index}), Metrics())
+
+
+def test_spool_keeps_events_whole_in_order_and_bounded(tmp_path: Path) -> None:
+    from mailwarden.notify_spool import NotifySpool
+
+    spool = NotifySpool(tmp_path / "spool.sqlite", max_rows=3)
+    try:
+        events = [event(i) for i in range(4)]
+        assert [spool.put(f"r{i}@x", "admin", e) for i, e in enumerate(events)] == [
+            True, True, True, False]
+        spool._conn.execute("INSERT INTO spool(recipient, kind, event) VALUES ('z@x', 'admin',"
+                            " '{broken')")  # over the bound on purpose: read past, not stuck
+        assert spool.take(limit=2) == [("r0@x", "admin", events[0]), ("r1@x", "admin", events[1])]
+        assert spool.take() == [("r2@x", "admin", events[2])]
+        assert spool.take() == [] and len(spool) == 0
+        assert events[0].findings and events[0].recipient_domains  # the round trip saw both
+    finally:
+        spool.close()
+    assert not spool.put("late@x", "admin", events[0])  # a closed spool refuses, never raises
+
+
+def test_pre_fork_workers_send_one_digest_through_worker_0(tmp_path: Path) -> None:
+    """Worker 1 spools; worker 0 relays its events into the one queue, with the configured
+    limits (not a per-worker share) and one digest per window for both workers' events."""
+    notify = ('admins = ["sec@example.org"]\nbatch_seconds = 0.3\ndigest_seconds = 60.0\n'
+              "max_mails_per_hour = 10\n")
+    sender, other = worker_engine(tmp_path, 0, notify), worker_engine(tmp_path, 1, notify)
+    sink0, sink1 = notify_sink(sender), notify_sink(other)
+    outbox = Outbox()
+    sink0._transport = outbox
+    try:
+        assert sink1.queue is None and sink0.queue.limits.max_mails_per_hour == 10
+        for i, engine in enumerate((other, other, sender, other)):
+            engine.scan_within_budget(msg(message_bytes(marker="quarantine"),
+                                          sender="alice@example.org", queue_id=f"W{i}"))
+        wait_for(lambda: len(outbox.mails) == 1)
+        time.sleep(1.5)  # another poll of the spool: nothing more, the next mail waits 60 s
+        assert len(outbox.mails) == 1
+        recipient, mail = outbox.mails[0]
+        assert recipient == "sec@example.org"
+        assert b"held or refused 4 outgoing message(s)" in mail
+        assert b"Queue ID:   W2" in mail and b"(queue IDs W0, W1, W3)" in mail, mail
+        sample = sender.metrics.registry.get_sample_value
+        assert sample("mailwarden_notify_events_total", {"result": "queued"}) == 4.0
+        assert other.metrics.registry.get_sample_value(
+            "mailwarden_notify_events_total", {"result": "queued"}) == 0.0  # counted once, by 0
+    finally:
+        other.close()
+        sender.close()

@@ -5,13 +5,17 @@ serves as the notifier's SMTP relay (or local MTA through sendmail(1)), deliveri
 ``security@sink.test`` into its Maildir. A quarantined message carries a subject and card numbers;
 the alert must name the queue ID, reference and finding types with masked fragments, and contain
 neither. Alert mail itself passes the milter unscanned because its signature verifies, while an
-altered copy is scanned like any other message.
+altered copy is scanned like any other message. With two pre-fork workers, one of them stopped
+in turn, the admin still gets one digest stream: worker 1's events reach worker 0 through the
+spool, and the digest window holds across workers.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import smtplib
 import time
 import uuid
@@ -20,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import message_bytes, write_config
-from milter_process import MilterProcess
+from milter_process import MilterProcess, PreforkMilter
 from postfix_instance import PostfixInstance, public_tmpdir
 
 pytestmark = pytest.mark.postfix
@@ -207,3 +211,46 @@ def test_alert_through_local_sendmail(sendmail_stack) -> None:  # type: ignore[n
     assert b"X-Mailwarden-Verdict: accept" in alert  # through non_smtpd_milters, exempt
     assert b"(Postfix, from userid 0)" in alert  # it really came in through pickup
     assert milter.metric("mailwarden_alert_mail_exempt_total") == 1.0
+
+
+def test_pre_fork_workers_alert_through_one_sender() -> None:
+    root = public_tmpdir("mw-notify-prefork-")
+    sock = root / "mw.sock"
+    postfix = PostfixInstance(f"unix:{sock}")
+    milter = PreforkMilter(write_config(root, extra=notify_config("smtp", postfix)), sock)
+    try:
+        milter.start()
+        postfix.start()
+        found = re.search(r"this worker \(pid (\d+)\) sends the alert mail of all 2 workers",
+                          milter.log())
+        assert found, milter.log()[-2000:]
+        sender = int(found.group(1))
+        (other,) = set(milter.workers()) - {sender}
+        assert f"alert events of this worker (pid {other}) go to worker 0" in milter.log()
+        os.kill(sender, signal.SIGSTOP)  # worker 1 scores these three and only spools them
+        try:
+            for i in range(3):
+                send(postfix, sensitive(f"spooled {i}"))
+            spooled = held_ids(postfix, 3)
+            time.sleep(1.0)
+            assert alert_files(postfix) == []  # worker 1 never sends
+        finally:
+            os.kill(sender, signal.SIGCONT)
+        first = alerts(postfix, 1)[0]
+        assert b"held or refused 3 outgoing message(s)" in first
+        assert all(qid.encode() in first for qid in spooled) and len(spooled) == 3
+        os.kill(other, signal.SIGSTOP)  # now worker 0 scores: same queue, same digest window
+        try:
+            send(postfix, sensitive("direct"))
+            (direct,) = held_ids(postfix, 4) - spooled
+        finally:
+            os.kill(other, signal.SIGCONT)
+        second = alerts(postfix, 2)[1]
+        (first_at, _), (second_at, _) = alert_files(postfix)
+        assert second_at - first_at >= 3.5  # digest_seconds = 4, across both workers
+        assert direct.encode() in second and not any(q.encode() in second for q in spooled)
+        assert milter.metric("mailwarden_notify_events_total", result="queued") == 4
+    finally:
+        postfix.remove()
+        milter.stop()
+        shutil.rmtree(root, ignore_errors=True)

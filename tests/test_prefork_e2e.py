@@ -21,46 +21,11 @@ from pathlib import Path
 import pytest
 
 from conftest import config_text, message_bytes, write_config
-from milter_process import MilterProcess, with_postfix
+from milter_process import PreforkMilter, with_postfix
 from postfix_instance import PostfixInstance, public_tmpdir
 
 pytestmark = pytest.mark.postfix
 ACCEPT = {"action": "accept", "verdict": "accept", "direction": "outbound", "mode": "enforce"}
-
-
-class PreforkMilter(MilterProcess):
-    processes = 2
-
-    def start(self, timeout: float = 60.0) -> PreforkMilter:
-        if self.socket_path.exists():
-            self.socket_path.unlink()
-        cmd = [sys.executable, "-m", "mailwarden", "run", "--processes", str(self.processes),
-               "--config", str(self.config), "--socket", self.spec, "--mode", self.mode,
-               "--metrics-port", str(self.metrics_port)]
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.config.parent)
-        deadline = time.monotonic() + timeout
-        while len(self.workers()) < self.processes or "worker processes" not in self.log():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"milter did not start: {self.log()}")
-            time.sleep(0.05)
-        self.socket_path.chmod(0o666)
-        return self
-
-    def workers(self) -> list[int]:
-        if self.proc is None:
-            return []
-        out = []
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    stat = (proc / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat[stat.rindex(")") + 2:].split()[1]) == self.proc.pid:
-                    out.append(int(proc.name))
-        return sorted(out)
 
 
 @pytest.fixture(scope="module")
@@ -158,20 +123,6 @@ def test_sigterm_drains_and_stops_every_process(tmp_path: Path) -> None:
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
         assert "stopping: draining 2 worker(s)" in milter.log()
-    finally:
-        milter.kill()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_workers_share_the_notifiers_hourly_mail_budget(tmp_path: Path) -> None:
-    root = public_tmpdir("mw-prefork-notify-")
-    extra = ('[notify]\nenabled = true\nsmtp_port = 9\nadmins = ["pm@example.org"]\n'
-             "max_mails_per_hour = 10\n")
-    milter = PreforkMilter(write_config(root, extra=extra), root / "mw.sock")
-    try:
-        milter.start()
-        wait_for(lambda: milter.log().count("budget split over 2 workers: 5 mails each") == 2)
-        assert milter.stop() == 0
     finally:
         milter.kill()
         shutil.rmtree(root, ignore_errors=True)
