@@ -183,10 +183,15 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         return Message(envelope, buffer.getvalue(), buffer.size, buffer.truncated)
 
     def _apply(self, decision: Decision) -> Any:
+        # Quarantine goes out before the header edits: the MTA applies each edit as it arrives,
+        # and if this process dies in between, Postfix falls back to milter_default_action,
+        # except after a quarantine request, which becomes its fallback reply (hold). In this
+        # order a message that carries our verdict headers has always been held too.
+        if decision.action is Action.QUARANTINE:
+            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
         if self.engine.config.milter.add_headers:
             self._write_headers(decision)
         if decision.action is Action.QUARANTINE:
-            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
             return Milter.ACCEPT
         if decision.action is Action.REJECT:
             self.setreply("550", "5.7.1", f"Message refused by local policy (ref {decision.ref})")

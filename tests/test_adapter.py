@@ -112,6 +112,21 @@ def test_quarantine(ctx_for) -> None:  # type: ignore[no-untyped-def]
     assert ctx._msg["X-Mailwarden-Findings"] == "test_quarantine=1"
 
 
+def test_quarantine_is_requested_before_any_header_edit(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """If the milter dies between two modification requests, Postfix keeps the edits made so
+    far; only a quarantine already requested turns its fallback into a hold."""
+    ctx, _ = ctx_for()
+    calls: list[str] = []
+    for name in ("quarantine", "addheader", "chgheader"):
+        original = getattr(ctx._priv, name)
+        monkeypatch.setattr(ctx._priv, name,
+                            lambda *a, _n=name, _o=original: (calls.append(_n), _o(*a))[1])
+    forged = message_bytes(marker="quarantine").replace(
+        b"\r\n\r\n", b"\r\nX-Mailwarden-Verdict: accept\r\n\r\n", 1)
+    assert feed(ctx, forged) == Milter.ACCEPT
+    assert calls[0] == "quarantine" and calls[1:] == ["chgheader"] + ["addheader"] * 3, calls
+
+
 def test_reject_with_571_and_reference(ctx_for) -> None:  # type: ignore[no-untyped-def]
     ctx, _ = ctx_for()
     assert feed(ctx, message_bytes(marker="reject")) == Milter.REJECT
