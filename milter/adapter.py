@@ -186,10 +186,13 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         # Quarantine goes out before the header edits: the MTA applies each edit as it arrives,
         # and if this process dies in between, Postfix falls back to milter_default_action,
         # except after a quarantine request, which becomes its fallback reply (hold). In this
-        # order a message that carries our verdict headers has always been held too.
+        # order a message that carries our verdict headers has always been held too. A message
+        # refused or deferred gets no header edits at all: it is not kept, and a kill between
+        # them would have let it through carrying a "reject" verdict.
         if decision.action is Action.QUARANTINE:
             self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
-        if self.engine.config.milter.add_headers:
+        kept = decision.action in (Action.ACCEPT, Action.QUARANTINE)
+        if kept and self.engine.config.milter.add_headers:
             self._write_headers(decision)
         if decision.action is Action.QUARANTINE:
             return Milter.ACCEPT

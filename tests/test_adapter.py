@@ -125,6 +125,9 @@ def test_quarantine_is_requested_before_any_header_edit(ctx_for, monkeypatch) ->
         b"\r\n\r\n", b"\r\nX-Mailwarden-Verdict: accept\r\n\r\n", 1)
     assert feed(ctx, forged) == Milter.ACCEPT
     assert calls[0] == "quarantine" and calls[1:] == ["chgheader"] + ["addheader"] * 3, calls
+    calls.clear()  # refused: not kept, so nothing to edit (a kill mid-edit cannot leak it)
+    assert feed(ctx, forged.replace(b"quarantine", b"reject")) == Milter.REJECT
+    assert calls == []
 
 
 def test_reject_with_571_and_reference(ctx_for) -> None:  # type: ignore[no-untyped-def]
