@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailwarden.alertmail import AlertEvent, FindingLine
+from mailwarden.store_sqlite import retry_locked
 
 log = logging.getLogger("mailwarden.notify")
 
@@ -52,8 +53,11 @@ class NotifySpool:
         self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000.0,
                                      isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        retry_locked(self._setup, busy_timeout_ms / 1000.0)  # every worker opens it at once
+
+    def _setup(self) -> None:
+        self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute(_TABLE)
 
     def put(self, recipient: str, kind: str, event: AlertEvent) -> bool:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,6 +52,20 @@ _UPSERT = ("INSERT INTO sender_state(key, blob, updated, version, flagged) VALUE
            " flagged = excluded.flagged, version = sender_state.version + 1")
 
 
+def retry_locked(setup: Callable[[], T], seconds: float) -> T:
+    """Run ``setup`` again while the file is locked, for up to ``seconds``. Needed when the
+    workers of one daemon open a file at the same moment: switching it to WAL mode takes an
+    exclusive lock and SQLite reports "database is locked" at once, without its busy handler."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return setup()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteStore:
     kind = "sqlite"
 
@@ -75,7 +91,8 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._init_schema(self._conn())
+            conn = self._conn()
+            retry_locked(lambda: self._init_schema(conn), self._busy_ms / 1000.0)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 

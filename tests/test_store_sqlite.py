@@ -5,8 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from mailwarden.notify_spool import NotifySpool
 from mailwarden.store import Update
 from mailwarden.store_sqlite import OPTIMISTIC_TRIES, SqliteStore
 
@@ -110,3 +114,39 @@ def test_a_file_of_the_earlier_layout_is_upgraded_in_place(tmp_path: Path) -> No
     assert "flagged" not in tables
     store.close()
     SqliteStore(path).close()  # opening an upgraded file again changes nothing
+
+
+def _open_store(path: Path) -> None:
+    SqliteStore(path).close()
+
+
+def _open_spool(path: Path) -> None:
+    NotifySpool(path, max_rows=10).close()
+
+
+def _open_at_once(opener: Callable[[Path], None], path: Path, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    try:
+        opener(path)
+        results.put("ok")
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+@pytest.mark.parametrize("opener", [_open_store, _open_spool])
+def test_workers_opening_a_fresh_file_at_once_all_succeed(
+        tmp_path: Path, opener: Callable[[Path], None]) -> None:
+    """Every worker of a daemon opens the same fresh file at one moment (the sending store, the
+    notifier's spool); switching it to WAL mode must wait for the others, not fail a worker."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        path = tmp_path / f"{attempt}.sqlite"
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(opener, path, barrier, results))
+                 for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=30) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        assert outcomes == ["ok"] * 6, outcomes
