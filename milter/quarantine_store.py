@@ -37,6 +37,7 @@ from mailwarden.quarantine_records import (
     from_row,
     to_row,
 )
+from mailwarden.store_sqlite import retry_locked
 
 FILENAME = "quarantine.sqlite"
 
@@ -59,8 +60,8 @@ class QuarantineStore:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            if create:
-                self._init_schema(conn)
+            if create:  # every pre-fork worker may open a fresh file at the same moment
+                retry_locked(lambda: self._init_schema(conn), self._busy_ms / 1000.0)
             self.salt = bytes.fromhex(self._meta(conn, "salt") or "")
             _match_owner(self.path)
         except (sqlite3.Error, OSError, ValueError) as exc:

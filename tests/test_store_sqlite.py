@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden.notify_spool import NotifySpool
+from mailwarden.quarantine_store import QuarantineStore
 from mailwarden.store import Update
 from mailwarden.store_sqlite import OPTIMISTIC_TRIES, SqliteStore
 
@@ -124,6 +125,10 @@ def _open_spool(path: Path) -> None:
     NotifySpool(path, max_rows=10).close()
 
 
+def _open_quarantine(path: Path) -> None:
+    QuarantineStore(path).close()
+
+
 def _open_at_once(opener: Callable[[Path], None], path: Path, barrier, results) -> None:  # type: ignore[no-untyped-def]
     barrier.wait()
     try:
@@ -133,11 +138,12 @@ def _open_at_once(opener: Callable[[Path], None], path: Path, barrier, results) 
         results.put(repr(exc))
 
 
-@pytest.mark.parametrize("opener", [_open_store, _open_spool])
+@pytest.mark.parametrize("opener", [_open_store, _open_spool, _open_quarantine])
 def test_workers_opening_a_fresh_file_at_once_all_succeed(
         tmp_path: Path, opener: Callable[[Path], None]) -> None:
     """Every worker of a daemon opens the same fresh file at one moment (the sending store, the
-    notifier's spool); switching it to WAL mode must wait for the others, not fail a worker."""
+    notifier's spool, the quarantine records); switching it to WAL mode must wait for the
+    others, not fail a worker."""
     ctx = multiprocessing.get_context("fork")
     for attempt in range(10):
         path = tmp_path / f"{attempt}.sqlite"
