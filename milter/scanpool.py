@@ -39,6 +39,7 @@ class ScanPool:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = 0  # started lazily, as work arrives, up to workers + stuck
         self._idle = 0
+        self._queued = 0  # jobs put but not yet taken: each will use up one idle worker
         self._stuck = 0
         self._closed = False
 
@@ -58,7 +59,8 @@ class ScanPool:
         with self._lock:
             if self._closed or self._stuck >= self._max_stuck:
                 raise PoolExhausted(f"{self._stuck} scans cut off by the budget still running")
-            if self._idle == 0 and self._threads < self._workers + self._stuck:
+            self._queued += 1
+            if self._idle < self._queued and self._threads < self._workers + self._stuck:
                 self._spawn()
         self._jobs.put(job)
         try:
@@ -83,6 +85,8 @@ class ScanPool:
             job = self._jobs.get()
             with self._lock:
                 self._idle -= 1
+                if job is not None:
+                    self._queued -= 1
             if job is None:
                 return
             with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 
@@ -109,3 +110,33 @@ def test_shutdown_stops_idle_workers() -> None:
     assert not any(t.is_alive() for t in workers)
     with pytest.raises(PoolExhausted):
         pool.run(lambda: 1, timeout=1.0)
+
+
+
+def _scan_at(pool: ScanPool, gate: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):  # the test sees it itself
+        pool.run(lambda: gate.wait(1.0), 5.0)
+
+
+def _two_scans_meet() -> bool:
+    pool = ScanPool(workers=3)
+    pool.run(lambda: None, 5.0)  # one worker now, idle
+    gate = threading.Barrier(3)
+    burst = [threading.Thread(target=_scan_at, args=(pool, gate)) for _ in range(2)]
+    for t in burst:
+        t.start()
+    try:
+        gate.wait(1.0)
+        met = True
+    except threading.BrokenBarrierError:
+        met = False
+    for t in burst:
+        t.join()
+    pool.shutdown()
+    return met
+
+
+def test_two_jobs_for_one_idle_worker_get_two_workers() -> None:
+    """An idle worker may be about to take a job already queued: a second job must not count
+    on it, or two concurrent scans run one after the other (here: never meet)."""
+    assert all(_two_scans_meet() for _ in range(30))
