@@ -189,19 +189,16 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         # order a message that carries our verdict headers has always been held too. A message
         # refused or deferred gets no header edits at all: it is not kept, and a kill between
         # them would have let it through carrying a "reject" verdict.
-        if decision.action is Action.QUARANTINE:
-            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
-        kept = decision.action in (Action.ACCEPT, Action.QUARANTINE)
-        if kept and self.engine.config.milter.add_headers:
-            self._write_headers(decision)
-        if decision.action is Action.QUARANTINE:
-            return Milter.ACCEPT
         if decision.action is Action.REJECT:
             self.setreply("550", "5.7.1", f"Message refused by local policy (ref {decision.ref})")
             return Milter.REJECT
         if decision.action is Action.TEMPFAIL:
             self.setreply("451", "4.7.1", f"Message deferred by local policy (ref {decision.ref})")
             return Milter.TEMPFAIL
+        if decision.action is Action.QUARANTINE:
+            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
+        if self.engine.config.milter.add_headers:
+            self._write_headers(decision)
         return Milter.ACCEPT
 
     def _write_headers(self, decision: Decision) -> None:

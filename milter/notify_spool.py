@@ -9,9 +9,9 @@ moves what the other workers wrote here into that queue about once a second (a t
 ``batch_seconds`` when that is shorter, so a batch includes what other workers saw). The other
 workers' sinks only :meth:`NotifySpool.put` an event (one small row in
 ``<state_dir>/notify-spool.sqlite``, written only for held or refused messages, never for
-accepted ones). Rows outlive a worker that
-dies or reloads, so the restarted worker 0 sends them; at most ``max_pending`` rows wait (beyond
-that an event is dropped and counted, as in the queue). Events carry no content, only what
+accepted ones). Rows outlive a worker that dies or reloads, so the restarted worker 0 sends
+them; at most ``max_pending`` rows wait (beyond that an event is dropped and counted, as in the
+queue). Events carry no content, only what
 :func:`~mailwarden.alertmail.event_from` keeps.
 """
 
