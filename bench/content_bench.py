@@ -19,11 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.content import build, load_models, text_function
-from mailwarden.detectors.textprep import TextPrep
+from mailwarden.detectors.content.detector import build, load_models, text_function
+from mailwarden.detectors.content.textprep import TextPrep
+from mailwarden.files.sources import iter_sources
 from mailwarden.message import Envelope, Message
 from mailwarden.options import Options
-from mailwarden.sources import iter_sources
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("MAILWARDEN_CORPORA", REPO.parent / "shared" / "corpora"))

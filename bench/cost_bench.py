@@ -36,7 +36,7 @@ from miltergen import LoadConfig, run_load
 from milterload import PreparedMessage, prepare
 from milterprocs import running, socket_spec
 
-from mailwarden.sources import iter_sources
+from mailwarden.files.sources import iter_sources
 
 SIZES_KB = (1, 4, 16, 64, 256, 1024, 4096, 10240)
 ATTACHMENTS = (0, 1, 2, 4, 8, 16, 32)

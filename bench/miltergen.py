@@ -1,7 +1,7 @@
 """Milter load generator: plays the MTA (Postfix) against any milter socket and measures it.
 
 The bench harness's driver (also used by ``run_bench.py``): messages from files, folders, mbox
-or tar archives (``mailwarden.sources.iter_sources``), or synthetic ones, are prepared before
+or tar archives (``mailwarden.files.sources.iter_sources``), or synthetic ones, are prepared before
 the clock starts, then ``--concurrency`` worker threads each open milter connections the way
 Postfix does (one per SMTP session, ``--per-connection`` messages each) and run every message
 through the milter protocol (see ``miltersession.py``), for ``--messages`` N messages or
@@ -29,7 +29,7 @@ from milterreport import WorkerResult, build_report, format_report
 from miltersession import Outcome, Session, Tally
 from procstat import ProcessReport, ProcessSampler, find_pid
 
-from mailwarden.sources import iter_sources
+from mailwarden.files.sources import iter_sources
 
 
 @dataclass

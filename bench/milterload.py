@@ -1,7 +1,8 @@
 """Turn stored messages into what an MTA sends a milter: envelope, header events, body chunks.
 
 Part of the bench load generator (``miltergen.py``): each message read with
-``mailwarden.sources.iter_sources`` is prepared once, before the timed run, into the pieces Postfix
+``mailwarden.files.sources.iter_sources`` is prepared once, before the timed run, into the pieces
+Postfix
 would send: the envelope (sender from ``From:``, recipients from ``To:``/``Cc:`` unless given),
 headers split and unfolded the way Postfix's MIME reader does (name, value with continuation lines
 joined by a newline, a non-header line ending the header block), and the body with CRLF line ends

@@ -35,7 +35,7 @@ def message_file(paths: Sequence[str], workdir: Path) -> Path:
     """The message smtp-source sends: the first one under ``paths`` or a synthetic 4 KiB one."""
     from milterload import synthetic_message
 
-    from mailwarden.sources import iter_sources
+    from mailwarden.files.sources import iter_sources
 
     data = next((raw.data for raw in iter_sources(paths)), None) if paths else None
     target = workdir / "message.eml"

@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mailwarden.detectors.sending_features import FeatureConfig, SendEvent, learn, observe
-from mailwarden.detectors.sending_profile import OrgPrior, Profile
-from mailwarden.store import MemoryStore, Update
-from mailwarden.store_sqlite import SqliteStore
+from mailwarden.detectors.sending.features import FeatureConfig, SendEvent, learn, observe
+from mailwarden.detectors.sending.profile import OrgPrior, Profile
+from mailwarden.detectors.sending.state import MemoryStore, Update
+from mailwarden.detectors.sending.state_sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def redis_size(n: int, blobs: list[bytes], workdir: Path) -> dict[str, float] | 
         return None
     import redis
 
-    from mailwarden.store_redis import RedisStore
+    from mailwarden.detectors.sending.state_redis import RedisStore
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,8 +127,8 @@ def redis_size(n: int, blobs: list[bytes], workdir: Path) -> dict[str, float] | 
 def speed() -> dict[str, float]:
     import numpy as np
 
-    from mailwarden.detectors.anomaly import load_bundle
-    from mailwarden.detectors.anomaly_fit import FITTERS
+    from mailwarden.detectors.sending.anomaly_models import load_bundle
+    from mailwarden.training.sending.fit import FITTERS
 
     bundle = load_bundle(REPO / "models" / "sending")
     rng = np.random.default_rng(0)

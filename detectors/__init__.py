@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 # Module names under mailwarden.detectors that register detectors when imported.
-BUILTIN: tuple[str, ...] = ("testmarker", "content", "leak", "sending", "allowlist")
+BUILTIN: tuple[str, ...] = (
+    "testmarker", "content.detector", "leak.detector", "sending.detector", "allowlist")
 
 
 def load_builtin() -> None:

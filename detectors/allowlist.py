@@ -21,10 +21,9 @@ from pathlib import Path
 from mailwarden.detectors.base import BaseDetector, DetectorContext, register
 from mailwarden.message import Message, domain_of
 from mailwarden.options import Options
-from mailwarden.policy import ALLOW_TYPE
-from mailwarden.quarantine_records import ANY_SENDER, address_hash
-from mailwarden.quarantine_store import FILENAME, QuarantineStore, StoreError
-from mailwarden.verdict import Confidence, DetectorResult, Finding
+from mailwarden.quarantine.records import ANY_SENDER, address_hash
+from mailwarden.quarantine.store import FILENAME, QuarantineStore, StoreError
+from mailwarden.verdict import ALLOW_TYPE, Confidence, DetectorResult, Finding
 
 NAME = "allowlist"
 log = logging.getLogger("mailwarden.detectors.allowlist")

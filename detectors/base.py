@@ -79,7 +79,6 @@ def register(
 def registrations() -> dict[str, Registration]:
     """All known detectors (importing the built-in detector modules first)."""
     from mailwarden.detectors import load_builtin
-
     load_builtin()
     return dict(_REGISTRY)
 

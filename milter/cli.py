@@ -1,8 +1,9 @@
 """The ``mailwarden`` command line: ``run``, ``check``, ``score``, ``replay`` and friends.
 
-This is the front door for operators and tests. ``run`` hands over to :mod:`mailwarden.runtime`;
+This is the front door for operators and tests. ``run`` hands over to :mod:`mailwarden.mta.daemon`;
 ``check`` loads the config and every model and says what is enabled; ``score`` and ``replay``
-push files through the same engine the milter uses (see :mod:`mailwarden.offline`). Exit status:
+push files through the same engine the milter uses (see :mod:`mailwarden.files.offline`). Exit
+status:
 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
 
@@ -13,16 +14,15 @@ import importlib
 import logging
 import sys
 
-from mailwarden import offline
-from mailwarden.config import DEFAULT_PATH, validate_socket
+from mailwarden.config import DEFAULT_PATH, apply_overrides, validate_socket, worker_processes
 from mailwarden.engine import Engine
+from mailwarden.files import offline
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
-from mailwarden.runtime import apply_overrides, worker_processes
 
 # Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
 # sets ``func`` (``args -> int``) on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("training_cli", "report", "quarantine_cli")
+COMMAND_MODULES: tuple[str, ...] = ("training.cli", "report.page", "quarantine.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +110,7 @@ def config_path(args: argparse.Namespace) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mailwarden.runtime import run
+    from mailwarden.mta.main import run
 
     overrides = {"socket": args.socket, "mode": args.mode, "metrics_port": args.metrics_port,
                  "processes": args.processes}
@@ -134,9 +134,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         for dd in engine.disabled:
             print(f"detector {dd.name}: {'UNAVAILABLE' if dd.configured else 'disabled'} "
                   f"({dd.reason})")
+        lost = [dd for dd in engine.disabled if dd.configured]
     finally:
         engine.close()
-    return 0
+    for dd in lost:  # enabled in the configuration but cannot load: the check fails
+        print(f"check: detector {dd.name} is enabled but cannot load: {dd.reason}",
+              file=sys.stderr)
+    return 1 if lost else 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -10,20 +10,25 @@ detector's own factory when the engine builds it.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mailwarden.options import ConfigError, LineFinder, Options
-from mailwarden.sinks import SINK_SECTIONS
 from mailwarden.verdict import Action, Confidence, Direction
 
 DEFAULT_PATH = Path("/etc/mailwarden/mailwarden.toml")
 DEFAULT_SOCKET = "unix:/run/mailwarden/mailwarden.sock"
 MODES = ("observe", "enforce")
 ENGINE_KEYS = ("enabled", "required", "weight")
+
+
+# Top-level config sections that belong to sinks (validated by the sink's factory).
+SINK_SECTIONS: tuple[str, ...] = ("audit", "notify", "quarantine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +110,11 @@ class Config:
     worker_index: int = 0
 
 
-def load_config(path: str | Path | None = None, text: str | None = None) -> Config:
-    """Read and validate ``path`` (or ``text``); ``None`` for both means built-in defaults."""
+def load_config(path: str | Path | None = None, text: str | None = None,
+                defaults: dict[str, Any] | None = None) -> Config:
+    """Read and validate ``path`` (or ``text``); ``None`` for both means built-in defaults.
+    ``defaults``, when given, collects every key read with its default (see :class:`Options`);
+    detectors and sinks read their own keys when the engine is built."""
     label = str(path) if path else "<defaults>"
     if text is None:
         text = Path(path).read_text(encoding="utf-8") if path else ""
@@ -114,15 +122,26 @@ def load_config(path: str | Path | None = None, text: str | None = None) -> Conf
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("(syntax)", str(exc), path=label) from None
-    root = Options(data, "", LineFinder(text, label))
+    root = Options(data, "", LineFinder(text, label), defaults)
     config = _build(root, label)
     root.finish()
     return config
 
 
+def resolve_model_dir(value: str) -> Path:
+    """``[paths] model_dir``; empty (the default) means the models shipped inside the package."""
+    if value:
+        return Path(value)
+    spec = importlib.util.find_spec("mailwarden.models")
+    locations = list(spec.submodule_search_locations or ()) if spec else []
+    if not locations:
+        raise ConfigError("paths.model_dir", "unset, and the package ships no models")
+    return Path(locations[0])
+
+
 def _build(root: Options, label: str) -> Config:
     paths = root.section("paths")
-    model_dir = Path(paths.get_str("model_dir", "/usr/share/mailwarden/models"))
+    model_dir = resolve_model_dir(paths.get_str("model_dir", ""))
     state_dir = Path(paths.get_str("state_dir", "/var/lib/mailwarden"))
     paths.finish()
     log = root.section("logging")
@@ -258,3 +277,35 @@ def validate_socket(spec: str) -> str:
     if not spec.startswith(("unix:", "local:", "inet:", "inet6:")):
         raise ConfigError("--socket", f"must look like unix:/path or inet:PORT@HOST, got {spec!r}")
     return spec
+
+
+def apply_overrides(config: Config, overrides: dict[str, object]) -> Config:
+    """Command-line flags (``--socket``, ``--mode``, ``--metrics-port``) win over the file."""
+    milter = config.milter
+    if overrides.get("socket"):
+        milter = replace(milter, socket=str(overrides["socket"]))
+    if overrides.get("mode"):
+        milter = replace(milter, mode=str(overrides["mode"]))
+    metrics = config.metrics
+    if overrides.get("metrics_port") is not None:
+        metrics = replace(metrics, port=int(str(overrides["metrics_port"])), enabled=True)
+    workers = int(str(overrides.get("workers") or 1))
+    index = int(str(overrides.get("worker_index") or 0))
+    return replace(config, milter=milter, metrics=metrics, workers=workers, worker_index=index)
+
+
+AUTO_PER_CPU = 2  # processes = 0: two workers per usable CPU (measured, docs/performance.md)
+AUTO_MAX = 8
+
+
+def worker_processes(config: Config, overrides: dict[str, object]) -> int:
+    """How many processes serve: ``--processes`` or ``[milter] processes``. 1 is the
+    single-process daemon, more is pre-fork mode; 0 (the default) means two per usable CPU, at
+    most eight: each process runs its callbacks under one interpreter lock, and a worker that
+    mostly serves one message at a time spends less CPU per message than one juggling several."""
+    raw = overrides.get("processes")
+    value = int(str(raw)) if raw is not None else config.milter.processes
+    if value <= 0:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        value = min(AUTO_PER_CPU * cpus, AUTO_MAX)
+    return max(1, value)

@@ -25,7 +25,7 @@ from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
 from mailwarden.policy import decide, failure_decision
 from mailwarden.scanpool import PoolExhausted, ScanPool
-from mailwarden.sinks import build_sinks, deliver
+from mailwarden.sinks.base import build_sinks, deliver
 from mailwarden.verdict import Decision, DetectorResult, Direction
 
 log = logging.getLogger("mailwarden.engine")

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from mailwarden.detectors.sending.names import FEATURES, FINDING_TYPE, SCORE
 from mailwarden.verdict import Action, Decision, Direction, Finding
 
 log = logging.getLogger("mailwarden.metrics")
@@ -32,14 +33,9 @@ SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 CALLBACKS = ("connect", "envfrom", "envrcpt", "header", "eoh", "body", "eom", "abort", "close")
 # total: what the MTA waits for at end of message (scan or budget cut-off, plus sinks).
 STAGES = ("total", "parse", "detectors", "policy", "sinks")
-ANOMALY_TYPE = "sending_anomaly"
-# The sending detector's feature names: the only values of the anomaly ``reason`` label.
-ANOMALY_REASONS = (
-    "msgs_1m", "msgs_10m", "msgs_1h_vs_usual", "msgs_1d_vs_usual", "recipients",
-    "recipients_vs_usual", "distinct_recipients_1h", "new_recipient_share", "new_domain_share",
-    "new_domains_10m", "external_share", "webmail_share", "hour_rarity", "weekday_rarity",
-    "size_vs_usual", "attachment_vs_usual", "new_thread_vs_usual",
-)
+# The sending detector's feature names are the only values of the anomaly ``reason`` label.
+ANOMALY_TYPE = FINDING_TYPE
+ANOMALY_REASONS = FEATURES
 OTHER = "other"
 LABEL_MAX = 80
 
@@ -193,7 +189,7 @@ class Metrics:
                 for reason in anomaly_reasons(f):
                     self.anomalies.labels(reason).inc()
         self.message_bytes.observe(size)
-        anomaly = decision.scores.get("sending_anomaly")
+        anomaly = decision.scores.get(SCORE)
         if anomaly is not None:
             self.sending_score.observe(anomaly)
 

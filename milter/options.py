@@ -36,11 +36,15 @@ class ConfigError(Exception):
 class Options:
     """Typed accessors over one table; remembers which keys were read."""
 
-    def __init__(self, table: Mapping[str, Any], prefix: str, lines: LineFinder | None = None):
+    def __init__(self, table: Mapping[str, Any], prefix: str, lines: LineFinder | None = None,
+                 defaults: dict[str, Any] | None = None):
         self._table = dict(table)
         self._prefix = prefix
         self._lines = lines
         self._seen: set[str] = set()
+        # When given, every key read is recorded with its default (dotted key -> default): how a
+        # test proves that the shipped example file shows every key with the code's default.
+        self._defaults = defaults
 
     @property
     def prefix(self) -> str:
@@ -57,18 +61,20 @@ class Options:
 
     def child(self, table: Mapping[str, Any], prefix: str) -> Options:
         """Options over another table (e.g. an array-of-tables entry), same file and lines."""
-        return Options(table, prefix, self._lines)
+        return Options(table, prefix, self._lines, self._defaults)
 
     def without(self, keys: tuple[str, ...]) -> Options:
         """The same table minus ``keys`` (read by someone else), e.g. a detector's own options."""
         rest = {k: v for k, v in self._table.items() if k not in keys}
-        return Options(rest, self._prefix, self._lines)
+        return Options(rest, self._prefix, self._lines, self._defaults)
 
     def has(self, key: str) -> bool:
         return key in self._table
 
     def raw(self, key: str, default: Any = None) -> Any:
         self._seen.add(key)
+        if self._defaults is not None:
+            self._defaults.setdefault(f"{self._prefix}.{key}" if self._prefix else key, default)
         return self._table.get(key, default)
 
     def section(self, key: str) -> Options:
@@ -76,7 +82,7 @@ class Options:
         if not isinstance(value, dict):
             raise self.error(key, "must be a table")
         dotted = f"{self._prefix}.{key}" if self._prefix else key
-        return Options(value, dotted, self._lines)
+        return Options(value, dotted, self._lines, self._defaults)
 
     def get_bool(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailwarden.config import PolicyConfig, Rule, Thresholds
-from mailwarden.verdict import Action, Decision, DetectorResult, Direction, Finding
+from mailwarden.verdict import ALLOW_TYPE, Action, Decision, DetectorResult, Direction, Finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +20,6 @@ class Outcome:
     verdict: Action
     score: float
     reasons: tuple[str, ...]
-
-
-# A finding of this type (from the allow-list detector) is how a reviewed false positive (sender/
-# recipient pair or domain) stops being held: it lifts the score thresholds and quarantine rules,
-# while the operator's explicit reject/tempfail rules (e.g. a card dump) still apply.
-ALLOW_TYPE = "allowlisted"
 
 
 def evaluate(

@@ -37,6 +37,11 @@ class Action(enum.Enum):
         return max(actions, key=lambda a: a.severity, default=Action.ACCEPT)
 
 
+# A finding of this type (from the allow-list detector) is how a reviewed false positive (sender/
+# recipient pair or domain) stops being held: the policy lifts the score thresholds and quarantine
+# rules, while the operator's explicit reject/tempfail rules (e.g. a card dump) still apply.
+ALLOW_TYPE = "allowlisted"
+
 _SEVERITY = {Action.ACCEPT: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2, Action.REJECT: 3}
 
 

@@ -12,9 +12,9 @@ import Milter
 import pytest
 from Milter.testctx import TestCtx
 
-from mailwarden.adapter import MailwardenMilter
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
+from mailwarden.mta.adapter import MailwardenMilter
 
 from conftest import make_config, message_bytes
 
@@ -167,7 +167,7 @@ def test_exception_in_callback_fails_open(ctx_for, monkeypatch) -> None:  # type
     def boom(self: Any, *a: Any) -> None:
         raise ValueError("broken buffer")
 
-    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_body", boom)
+    monkeypatch.setattr("mailwarden.mta.buffer.MessageBuffer.add_body", boom)
     assert feed(ctx, message_bytes(marker="reject")) == Milter.ACCEPT
     errors = source.engine.metrics.registry.get_sample_value(
         "mailwarden_milter_callback_errors_total", {"callback": "body"})
@@ -182,7 +182,7 @@ def test_exception_with_tempfail_policy(ctx_for, monkeypatch) -> None:  # type: 
     ctx, source = ctx_for()
     cfg = source.engine.config
     source.engine.config = replace(cfg, milter=replace(cfg.milter, on_error=Action.TEMPFAIL))
-    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_body",
+    monkeypatch.setattr("mailwarden.mta.buffer.MessageBuffer.add_body",
                         lambda *a: (_ for _ in ()).throw(ValueError("x")))
     assert feed(ctx, message_bytes()) == Milter.TEMPFAIL
 
@@ -236,7 +236,7 @@ def test_connect_and_envfrom_do_not_wait_for_replies(ctx_for) -> None:  # type: 
 
 def test_exception_in_header_callback_fails_open(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     ctx, source = ctx_for()
-    monkeypatch.setattr("mailwarden.buffer.MessageBuffer.add_header",
+    monkeypatch.setattr("mailwarden.mta.buffer.MessageBuffer.add_header",
                         lambda *a: (_ for _ in ()).throw(ValueError("x")))
     assert feed(ctx, message_bytes(marker="reject")) == Milter.ACCEPT
     errors = source.engine.metrics.registry.get_sample_value(

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.audit import AuditFile
 from mailwarden.config import load_config
 from mailwarden.engine import Engine
-from mailwarden.keyfile import derive, install_secret, keyed_hash
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
+from mailwarden.sinks.audit import AuditFile
+from mailwarden.sinks.keyfile import derive, install_secret, keyed_hash
 
 from conftest import config_text, message_bytes
 
@@ -181,7 +181,7 @@ def test_write_failure_is_counted_not_raised(tmp_path: Path) -> None:
 
 
 def test_example_config_documents_the_defaults() -> None:
-    from mailwarden.audit import read_settings
+    from mailwarden.sinks.audit import read_settings
 
     from conftest import REPO
 

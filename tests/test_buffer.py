@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailwarden.buffer import MessageBuffer
+from mailwarden.mta.buffer import MessageBuffer
 
 
 def fill(buffer: MessageBuffer, body: bytes) -> bytes:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +67,7 @@ def test_bad_config_names_key_and_line(tmp_path: Path, text: str, key: str, line
 
 
 def test_processes_key_and_run_override_decide_the_worker_count(tmp_path: Path) -> None:
-    from mailwarden.runtime import apply_overrides, worker_processes
+    from mailwarden.config import apply_overrides, worker_processes
 
     assert load_config().milter.processes == 0  # auto
     path = tmp_path / "mw.toml"
@@ -125,3 +127,35 @@ def test_shipped_example_loads_every_default_detector_with_shipped_models(tmp_pa
         assert "testmarker" not in loaded
     finally:
         engine.close()
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted))
+        elif not (isinstance(value, list) and value and isinstance(value[0], dict)):
+            out[dotted] = value  # arrays of tables (policy.rules) are examples, not defaults
+    return out
+
+
+def test_example_file_shows_every_key_with_the_code_default(tmp_path: Path) -> None:
+    """Every key of deploy/mailwarden.toml has the code's default as its value, and every key
+    the code reads (the detectors' and sinks' own keys included) is in the file."""
+    defaults: dict[str, Any] = {}
+    # Every detector enabled (the test marker is off by default), so each reads its options.
+    text = f'[paths]\nstate_dir = "{tmp_path}"\n[detectors.testmarker]\nenabled = true\n'
+    engine = Engine(load_config(text=text, defaults=defaults), Metrics())
+    engine.close()
+    shipped = _flatten(tomllib.loads((REPO / "deploy" / "mailwarden.toml").read_text()))
+    shipped.pop("paths.state_dir")
+    assert defaults.pop("paths.state_dir") == "/var/lib/mailwarden"
+    different = {k: (v, defaults.get(k, "<not read>")) for k, v in shipped.items()
+                 if k not in defaults or defaults[k] != v}
+    assert different == {}
+    undocumented = sorted(k for k, v in defaults.items()
+                          if k not in shipped and v is not None and not isinstance(v, dict)
+                          and k != "policy.rules")
+    assert undocumented == []
+    assert len(shipped) > 60

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden.detectors.base import DetectorContext, DetectorUnavailable, registrations
-from mailwarden.detectors.content import (
+from mailwarden.detectors.content.detector import (
     COUNTS_MEMO,
     DEFAULT_WEIGHTS,
     ContentDetector,

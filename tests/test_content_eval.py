@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mailwarden.content_eval import add_evaluate_arguments, evaluate_from_args, strip_headers
-from mailwarden.content_models import binary_metrics
-from mailwarden.content_synth import synthetic_docs
-from mailwarden.detectors.content import text_function
+from mailwarden.detectors.content.detector import text_function
 from mailwarden.message import Envelope, Message
+from mailwarden.training.content.evaluate import (
+    add_evaluate_arguments,
+    evaluate_from_args,
+    strip_headers,
+)
+from mailwarden.training.content.models import binary_metrics
+from mailwarden.training.content.synth import synthetic_docs
 
 REPO = Path(__file__).resolve().parent.parent
 

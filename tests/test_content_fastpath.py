@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mailwarden.content_corpus import message_from_bytes
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.content import build, load_models, text_function
-from mailwarden.detectors.portable import ModelSet, PortableModel
-from mailwarden.detectors.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
+from mailwarden.detectors.content.detector import build, load_models, text_function
+from mailwarden.detectors.content.portable import ModelSet, PortableModel
+from mailwarden.detectors.content.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
+from mailwarden.files.sources import iter_sources
 from mailwarden.message import Envelope, Message
 from mailwarden.options import Options
-from mailwarden.sources import iter_sources
+from mailwarden.training.content.corpus import message_from_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("MAILWARDEN_CORPORA", REPO.parent / "shared" / "corpora"))

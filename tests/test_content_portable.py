@@ -10,11 +10,11 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from mailwarden import content_models as cm
-from mailwarden.content_corpus import load_docs
-from mailwarden.detectors.content import fallback_text
-from mailwarden.detectors.portable import ModelFormatError, from_sklearn, load, save
-from mailwarden.detectors.textprep import FEATURE_SCHEMA, TextPrep
+from mailwarden.detectors.content.detector import fallback_text
+from mailwarden.detectors.content.portable import ModelFormatError, from_sklearn, load, save
+from mailwarden.detectors.content.textprep import FEATURE_SCHEMA, TextPrep
+from mailwarden.training.content import models as cm
+from mailwarden.training.content.corpus import load_docs
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("MAILWARDEN_CORPORA", REPO.parent / "shared" / "corpora"))

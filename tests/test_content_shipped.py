@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mailwarden.content_corpus import (
+from mailwarden.detectors.content.detector import TYPES, load_models, text_function
+from mailwarden.detectors.content.textprep import FEATURE_SCHEMA, TextPrep
+from mailwarden.files.sources import iter_sources
+from mailwarden.training.content.corpus import (
     data_digest,
     is_held_out,
     load_docs,
     message_from_bytes,
     split,
 )
-from mailwarden.detectors.content import TYPES, load_models, text_function
-from mailwarden.detectors.textprep import FEATURE_SCHEMA, TextPrep
-from mailwarden.sources import iter_sources
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "content"

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.content_corpus import is_held_out, phishing_cues
-from mailwarden.content_eval import add_evaluate_arguments
-from mailwarden.content_lures import LURES, lure_docs
-from mailwarden.content_synth import CONFIDENTIAL, synthetic_docs
-from mailwarden.content_train import TrainConfig, add_train_arguments, train, train_from_args
-from mailwarden.detectors.content import load_models
+from mailwarden.detectors.content.detector import load_models
+from mailwarden.training.content.corpus import is_held_out, phishing_cues
+from mailwarden.training.content.evaluate import add_evaluate_arguments
+from mailwarden.training.content.lures import LURES, lure_docs
+from mailwarden.training.content.synth import CONFIDENTIAL, synthetic_docs
+from mailwarden.training.content.train import (
+    TrainConfig,
+    add_train_arguments,
+    train,
+    train_from_args,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("MAILWARDEN_CORPORA", REPO.parent / "shared" / "corpora"))

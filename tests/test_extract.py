@@ -27,7 +27,7 @@ from mailbuild import (
     zip_bytes,
 )
 
-from mailwarden.detectors.extract import (
+from mailwarden.detectors.text.extract import (
     Extraction,
     ExtractLimits,
     decode_text,

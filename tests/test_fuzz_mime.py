@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from mailbuild import docx_bytes, tiny_pdf, xlsx_bytes
 from reliability_tools import HEAD, default_config, nested_zip, snapshot, zip_of
 
-from mailwarden.detectors.extract import DEFAULT_LIMITS, extract
+from mailwarden.detectors.text.extract import DEFAULT_LIMITS, extract
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
 

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from reliability_drivers import Ctx, EngineHolder, drive
 from reliability_tools import PHISHING, SPAM, corpus_members, default_config, snapshot
 
-from mailwarden.adapter import MailwardenMilter
 from mailwarden.engine import Engine
 from mailwarden.message import decode_header, parse_bytes, split_params
 from mailwarden.metrics import Metrics
+from mailwarden.mta.adapter import MailwardenMilter
 
 FUZZ = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -25,8 +25,8 @@ def test_no_init_in_milter_folder() -> None:
 
 
 def test_package_imports_as_mailwarden() -> None:
-    import mailwarden.adapter
     import mailwarden.detectors.base
+    import mailwarden.mta.adapter
 
-    assert mailwarden.adapter.__file__.startswith(str(REPO / "milter"))
+    assert mailwarden.mta.adapter.__file__.startswith(str(REPO / "milter"))
     assert mailwarden.detectors.base.__file__.startswith(str(REPO / "detectors"))

@@ -28,7 +28,7 @@ from mailbuild import (
 )
 
 from mailwarden.detectors.base import DetectorContext, registrations
-from mailwarden.detectors.leak import LeakDetector, build
+from mailwarden.detectors.leak.detector import LeakDetector, build
 from mailwarden.options import ConfigError, Options
 from mailwarden.verdict import Confidence, DetectorResult, Finding
 

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_tools import CORPORA, corpus_members
 
-from mailwarden.detectors import leak_secrets
-from mailwarden.detectors.leak_scan import ScanSettings, Text
+from mailwarden.detectors.leak import secrets as leak_secrets
+from mailwarden.detectors.leak.scan import ScanSettings, Text
 
 SETTINGS = ScanSettings()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 SCRIPT = """
 import os, socket, sys
-from mailwarden import adapter
+from mailwarden.mta import adapter
 from mailwarden.verdict import Action
 fd = adapter.listen("t", sys.argv[1], Action.ACCEPT)
 listener = socket.socket(fileno=os.dup(fd))

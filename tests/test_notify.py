@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.alertmail import ALERT_HEADER, body_text, compose, event_from, scrub, verify
 from mailwarden.config import load_config
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
-from mailwarden.notify_queue import DigestQueue, Limits
+from mailwarden.notify.alertmail import ALERT_HEADER, body_text, compose, event_from, scrub, verify
+from mailwarden.notify.queue import DigestQueue, Limits
 from mailwarden.options import ConfigError
 from mailwarden.verdict import Action, Confidence, Decision, Finding
 
@@ -283,7 +283,7 @@ def test_config_errors_name_the_key(tmp_path: Path, option: str, key: str) -> No
 
 
 def test_example_config_documents_the_defaults() -> None:
-    from mailwarden import notify
+    from mailwarden.notify import sink as notify
 
     from conftest import REPO
 
@@ -306,7 +306,7 @@ class Outbox:
 
 def worker_engine(tmp_path: Path, index: int, notify: str) -> Engine:
     """An engine as pre-fork worker ``index`` of 2 builds it (the supervisor's overrides)."""
-    from mailwarden.runtime import apply_overrides
+    from mailwarden.config import apply_overrides
 
     text = config_text(tmp_path, extra="[notify]\nenabled = true\nsmtp_port = 9\n" + notify)
     config = load_config(tmp_path / "t.toml", text=text)
@@ -314,7 +314,7 @@ def worker_engine(tmp_path: Path, index: int, notify: str) -> Engine:
 
 
 def test_spool_keeps_events_whole_in_order_and_bounded(tmp_path: Path) -> None:
-    from mailwarden.notify_spool import NotifySpool
+    from mailwarden.notify.spool import NotifySpool
 
     spool = NotifySpool(tmp_path / "spool.sqlite", max_rows=3)
     try:

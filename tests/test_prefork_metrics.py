@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailwarden.metrics import Metrics
-from mailwarden.prefork_metrics import Carry, Channel, exposition, merge, start_answering
+from mailwarden.mta.prefork_metrics import Carry, Channel, exposition, merge, start_answering
 from mailwarden.verdict import Action, Decision, Direction
 
 

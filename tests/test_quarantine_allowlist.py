@@ -13,9 +13,9 @@ from mailwarden.detectors.allowlist import AllowlistDetector
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
-from mailwarden.policy import ALLOW_TYPE
-from mailwarden.quarantine_records import HeldRecord, Review
-from mailwarden.quarantine_store import FILENAME, QuarantineStore
+from mailwarden.quarantine.records import HeldRecord, Review
+from mailwarden.quarantine.store import FILENAME, QuarantineStore
+from mailwarden.verdict import ALLOW_TYPE
 
 from conftest import make_config, message_bytes
 

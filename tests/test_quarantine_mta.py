@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.mta import (
+from mailwarden.quarantine.cli import make_queue
+from mailwarden.quarantine.mta import (
     HOLD,
     Completed,
     MtaError,
     MtaNotFound,
     MtaPermissionError,
     PostfixQueue,
-    make_queue,
     parse_postqueue_json,
     run_command,
 )
-from mailwarden.mta_sendmail import SendmailQueue, parse_control_headers, parse_mailq
+from mailwarden.quarantine.sendmail import SendmailQueue, parse_control_headers, parse_mailq
 
 from postfix_instance import PostfixInstance
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden import quarantine_cli
-from mailwarden import quarantine_review as review
 from mailwarden.cli import main
-from mailwarden.mta import HOLD, MtaError, MtaNotFound, MtaPermissionError, QueuedMessage
-from mailwarden.quarantine import QuarantineSettings
-from mailwarden.quarantine_records import HeldRecord
-from mailwarden.quarantine_store import FILENAME, QuarantineStore
+from mailwarden.quarantine import cli as quarantine_cli
+from mailwarden.quarantine import review
+from mailwarden.quarantine.mta import HOLD, MtaError, MtaNotFound, MtaPermissionError, QueuedMessage
+from mailwarden.quarantine.records import HeldRecord
+from mailwarden.quarantine.sink import QuarantineSettings
+from mailwarden.quarantine.store import FILENAME, QuarantineStore
 
 from conftest import write_config
 

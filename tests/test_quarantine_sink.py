@@ -11,9 +11,9 @@ from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
-from mailwarden.quarantine import read_settings
-from mailwarden.quarantine_records import Review
-from mailwarden.quarantine_store import FILENAME, QuarantineStore
+from mailwarden.quarantine.records import Review
+from mailwarden.quarantine.sink import read_settings
+from mailwarden.quarantine.store import FILENAME, QuarantineStore
 
 from conftest import REPO, config_text, make_config, message_bytes
 

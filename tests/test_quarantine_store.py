@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.quarantine_records import ANY_SENDER, HeldRecord, Review, address_hash
-from mailwarden.quarantine_store import FILENAME, QuarantineStore, StoreError
+from mailwarden.quarantine.records import ANY_SENDER, HeldRecord, Review, address_hash
+from mailwarden.quarantine.store import FILENAME, QuarantineStore, StoreError
 
 
 def record(store: QuarantineStore, ref: str = "MW-0000000000A1", queue_id: str = "AB12CD34EF",

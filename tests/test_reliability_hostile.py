@@ -6,7 +6,7 @@ verdict within the per-message budget with no detector error, and a card number 
 still be found by the leak detector, or the message must be reported unscannable with the reason.
 Bombs must be refused without being inflated (peak RSS growth bounded). The parser fixes of
 ``milter/message.py`` (chunked parse, too-deep fallback, linear header parameters and encoded
-words) and ``detectors/extract.py`` (one bad part does not hide its siblings) are tested here.
+words) and ``detectors/text/extract.py`` (one bad part does not hide its siblings) are tested here.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from reliability_tools import (
     zip_of,
 )
 
-from mailwarden.detectors.extract import extract
+from mailwarden.detectors.text.extract import extract
 from mailwarden.engine import Engine
 from mailwarden.message import Message, parse_bytes
 from mailwarden.metrics import Metrics
@@ -221,8 +221,7 @@ def test_8bit_attachment_under_a_strict_codec_does_not_fail_the_sending_detector
 
 def test_one_unreadable_part_does_not_hide_the_others(engine: Engine,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailwarden.detectors import documents
-
+    from mailwarden.detectors.text import documents
     original = documents.read_attachment
 
     def flaky(col, location, name, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -31,9 +31,9 @@ from reliability_tools import (
     text_part,
 )
 
-from mailwarden.adapter import MailwardenMilter
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
+from mailwarden.mta.adapter import MailwardenMilter
 
 SIZE = 50 * MiB
 MARGIN = 2.0

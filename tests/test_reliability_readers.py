@@ -3,7 +3,7 @@
 Debian 12's pypdf 3.4.1 loops forever on a page dictionary left open before ``endobj`` (found by
 the archive/document fuzzing of ``test_fuzz_mime.py``). The engine's per-message budget only stops
 *waiting* for such a scan; the thread would spin on, and after ``workers`` of them every message
-would be accepted unscanned. :func:`mailwarden.detectors.extract.reader_deadline` raises inside
+would be accepted unscanned. :func:`mailwarden.detectors.text.extract.reader_deadline` raises inside
 the reader at the extraction deadline instead; these tests pin that down.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from mailbuild import tiny_pdf
 from reliability_tools import CARD, base64_part, default_config, multipart, snapshot, text_part
 
-from mailwarden.detectors.extract import (
+from mailwarden.detectors.text.extract import (
     DEFAULT_LIMITS,
     Collector,
     ExtractLimits,

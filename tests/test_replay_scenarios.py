@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden.cli import main
-from mailwarden.scenarios import write_scenario_mbox
+from mailwarden.training.sending.scenarios import write_scenario_mbox
 
 from conftest import REPO
 

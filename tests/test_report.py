@@ -11,12 +11,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from mailwarden.audit import AuditFile, AuditSink
 from mailwarden.cli import main
-from mailwarden.keyfile import InstallSecret
 from mailwarden.message import Envelope, Message
 from mailwarden.metrics import Metrics
-from mailwarden.report import read_rows
+from mailwarden.report.rows import read_rows
+from mailwarden.sinks.audit import AuditFile, AuditSink
+from mailwarden.sinks.keyfile import InstallSecret
 from mailwarden.verdict import Action, Confidence, Decision, Finding
 
 START = 1725235200.0  # 2024-09-02 00:00 UTC

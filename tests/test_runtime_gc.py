@@ -15,7 +15,7 @@ import weakref
 from pathlib import Path
 
 from mailwarden.metrics import Metrics
-from mailwarden.runtime import Runtime
+from mailwarden.mta.daemon import Runtime
 
 from conftest import write_config
 

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from mailwarden.detectors.anomaly import (
+from mailwarden.detectors.sending.anomaly_models import (
     Calibration,
     PortableForest,
     Scorer,
     load_bundle,
     save_bundle,
 )
-from mailwarden.detectors.anomaly_fit import (
+from mailwarden.detectors.sending.features import FEATURES, FeatureConfig
+from mailwarden.training.sending.data import load_events
+from mailwarden.training.sending.fit import (
     fit_autoencoder,
     fit_forest,
     fit_lof,
@@ -26,9 +28,7 @@ from mailwarden.detectors.anomaly_fit import (
     fit_scorers,
     forest_from_sklearn,
 )
-from mailwarden.detectors.sending_features import FEATURES, FeatureConfig
-from mailwarden.sending_data import load_events
-from mailwarden.sending_train import build_prior, replay_features
+from mailwarden.training.sending.train import build_prior, replay_features
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "sending"
 

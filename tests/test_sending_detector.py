@@ -13,12 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailwarden.detectors.base import DetectorContext, DetectorUnavailable, registrations
-from mailwarden.detectors.sending import SendingDetector, attachment_bytes, event_from_message
-from mailwarden.detectors.sending_profile import Profile
+from mailwarden.detectors.sending.detector import (
+    SendingDetector,
+    attachment_bytes,
+    event_from_message,
+)
+from mailwarden.detectors.sending.profile import Profile
+from mailwarden.detectors.sending.state import sender_key
+from mailwarden.detectors.sending.state_sqlite import SqliteStore
 from mailwarden.message import Envelope, Message
 from mailwarden.options import ConfigError, Options
-from mailwarden.store import sender_key
-from mailwarden.store_sqlite import SqliteStore
 
 from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
@@ -192,7 +196,7 @@ def test_redis_outage_skips_messages_and_recovers(tmp_path: Path, caplog: pytest
     assert det.health()
     assert det.analyse(msg(T0)).error is None
     redis_server.stop()
-    with caplog.at_level(logging.WARNING, logger="mailwarden.detectors.sending"):
+    with caplog.at_level(logging.WARNING, logger="mailwarden.detectors.sending.detector"):
         failed = []
         for i in range(20):
             failed.append(det.analyse(msg(T0 + 60 + i)))

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from mailwarden.detectors.base import DetectorContext, registrations
-from mailwarden.detectors.sending_features import SendEvent
+from mailwarden.detectors.sending.features import SendEvent
+from mailwarden.files.sources import iter_sources
 from mailwarden.message import Envelope, Message, addresses
 from mailwarden.options import Options
-from mailwarden.scenarios import KINDS, inject, write_mbox, write_scenario_mbox
-from mailwarden.sending_data import events_from_mail, synthetic_history
-from mailwarden.sending_eval import add_evaluate_arguments, evaluate_from_args
-from mailwarden.sending_train import add_train_arguments, train_from_args
-from mailwarden.sources import iter_sources
+from mailwarden.training.sending.data import events_from_mail, synthetic_history
+from mailwarden.training.sending.evaluate import add_evaluate_arguments, evaluate_from_args
+from mailwarden.training.sending.scenarios import KINDS, inject, write_mbox, write_scenario_mbox
+from mailwarden.training.sending.train import add_train_arguments, train_from_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -145,8 +145,8 @@ def test_train_and_evaluate_hooks(tmp_path: Path, events: list[SendEvent]) -> No
 
 
 def test_training_is_reproducible(tmp_path: Path, events: list[SendEvent]) -> None:
-    from mailwarden.detectors.sending_features import FeatureConfig
-    from mailwarden.sending_train import write_model
+    from mailwarden.detectors.sending.features import FeatureConfig
+    from mailwarden.training.sending.train import write_model
 
     for name in ("a", "b"):
         write_model(tmp_path / name, events, FeatureConfig(), ("isolation_forest",), 7, "t")

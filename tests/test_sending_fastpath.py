@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mailwarden.detectors.anomaly import MODEL_KINDS, Calibration, load_bundle
+from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Calibration, load_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = load_bundle(REPO / "models" / "sending")
@@ -59,7 +59,7 @@ def test_forest_single_row_walk_matches_the_batch_walk() -> None:
 
 def test_profile_blob_layout_is_unchanged() -> None:
     """The recipient and domain tables are packed as before: (key, first, last) uint32 triples."""
-    from mailwarden.detectors.sending_profile import Profile
+    from mailwarden.detectors.sending.profile import Profile
 
     rcpts = {(i * 2654435761) % 2**32: (1_700_000_000 + i, 1_700_000_500 + i) for i in range(37)}
     domains = {i * 31: (1_700_000_000, 1_700_000_001 + i) for i in range(5)}
@@ -73,7 +73,7 @@ def test_profile_blob_layout_is_unchanged() -> None:
 
 
 def test_webmail_answers_are_cached_and_equal_to_the_pattern_match() -> None:
-    from mailwarden.detectors.sending_features import WEBMAIL_CACHE, FeatureConfig
+    from mailwarden.detectors.sending.features import WEBMAIL_CACHE, FeatureConfig
 
     config = FeatureConfig()
     domains = ["gmail.com", "mail.yahoo.co.uk", "yahoo.fr", "example.org", "hotmail.de",

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from mailwarden.detectors.sending_features import (
+from mailwarden.detectors.sending.features import (
     FEATURES,
     IDX,
     FeatureConfig,
@@ -17,7 +17,7 @@ from mailwarden.detectors.sending_features import (
     learn,
     observe,
 )
-from mailwarden.detectors.sending_profile import MAX_DOMAINS, MAX_RECIPIENTS, OrgPrior, Profile
+from mailwarden.detectors.sending.profile import MAX_DOMAINS, MAX_RECIPIENTS, OrgPrior, Profile
 
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # a Monday
 CFG = FeatureConfig()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from mailwarden.store import (
+from mailwarden.detectors.sending.state import (
     MemoryStore,
     NullStore,
     StateStore,
@@ -18,8 +18,8 @@ from mailwarden.store import (
     Update,
     sender_key,
 )
-from mailwarden.store_redis import RedisStore
-from mailwarden.store_sqlite import SqliteStore
+from mailwarden.detectors.sending.state_redis import RedisStore
+from mailwarden.detectors.sending.state_sqlite import SqliteStore
 
 from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 

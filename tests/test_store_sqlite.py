@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.notify_spool import NotifySpool
-from mailwarden.quarantine_store import QuarantineStore
-from mailwarden.store import Update
-from mailwarden.store_sqlite import OPTIMISTIC_TRIES, SqliteStore
+from mailwarden.detectors.sending.state import Update
+from mailwarden.detectors.sending.state_sqlite import OPTIMISTIC_TRIES, SqliteStore
+from mailwarden.notify.spool import NotifySpool
+from mailwarden.quarantine.store import QuarantineStore
 
 
 def increment(at: float, flagged: bool = False):  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from mailwarden.detectors.textprep import STOP_WORDS, TextPrep
+from mailwarden.detectors.content.textprep import STOP_WORDS, TextPrep
 
 
 def test_placeholders_stop_words_and_stems() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailwarden.detectors import validators as v
+from mailwarden.detectors.leak import validators as v
 
 
 def luhn_check_digit(payload: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.leak_eval.carriers import CARRIERS
 from bench.leak_eval.dataset import TYPES, cases, load_ham, lookalike_snippets
 from bench.leak_eval.timing import timed, timing_rows
-from mailwarden.detectors.leak import LeakConfig, LeakDetector, scan_text
+from mailwarden.detectors.leak.detector import LeakConfig, LeakDetector, scan_text
 from mailwarden.message import Envelope, Message
 
 UNSCANNABLE = "unscannable_attachment"

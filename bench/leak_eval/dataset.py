@@ -1,6 +1,7 @@
 """The labelled leak evaluation set: real ham with generated values and look-alikes injected.
 
-Ham comes from the SpamAssassin ham archives (read in place with ``mailwarden.sources``) and is
+Ham comes from the SpamAssassin ham archives (read in place with ``mailwarden.files.sources``) and
+is
 split in two by a hash of each message's source name: ``tune`` and ``test`` never share a ham
 message, and their generation seeds differ, so nothing tuned on one half is graded on the other.
 Every case records the carrier, the location the values must be reported at, and how many values
@@ -22,7 +23,7 @@ from bench.leak_eval.carriers import CARRIERS, build
 from bench.leak_eval.lookalikes import LOOKALIKE_GENERATORS
 from bench.leak_eval.secret_values import SECRET_GENERATORS
 from bench.leak_eval.values import Snippet, credit_card, iban, us_ssn
-from mailwarden.sources import iter_sources
+from mailwarden.files.sources import iter_sources
 
 CORPUS = Path("/work/shared/corpora/spamassassin")
 HAM_ARCHIVES = ("easy_ham.tar.gz", "hard_ham.tar.gz")
