@@ -17,7 +17,8 @@ from mailwarden.detectors.sending.anomaly_models import (
     load_bundle,
     save_bundle,
 )
-from mailwarden.detectors.sending.features import FEATURES, FeatureConfig
+from mailwarden.detectors.sending.features import FeatureConfig
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.training.sending.data import load_events
 from mailwarden.training.sending.fit import (
     fit_autoencoder,

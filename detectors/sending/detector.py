@@ -25,7 +25,6 @@ import numpy as np
 from mailwarden.detectors.base import BaseDetector, DetectorContext, register
 from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Array, Scorer
 from mailwarden.detectors.sending.features import (
-    FEATURES,
     FeatureConfig,
     Observation,
     SendEvent,
@@ -33,7 +32,7 @@ from mailwarden.detectors.sending.features import (
     learn,
     observe,
 )
-from mailwarden.detectors.sending.names import FINDING_TYPE, SCORE
+from mailwarden.detectors.sending.names import FEATURES, FINDING_TYPE, SCORE
 from mailwarden.detectors.sending.profile import OrgPrior, Profile
 from mailwarden.detectors.sending.settings import open_bundle, open_store, read_settings
 from mailwarden.detectors.sending.state import StateStore, StoreUnavailable, Update, sender_key

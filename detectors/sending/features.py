@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import Array
-from mailwarden.detectors.sending.names import FEATURES as FEATURES  # re-exported: the vector order
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.profile import (
     HIST_DECAY,
     MAX_DOMAINS,

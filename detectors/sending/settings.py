@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailwarden.detectors.base import DetectorContext, DetectorUnavailable
 from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Bundle, load_bundle
-from mailwarden.detectors.sending.features import FEATURES, WEBMAIL_DOMAINS, FeatureConfig
+from mailwarden.detectors.sending.features import WEBMAIL_DOMAINS, FeatureConfig
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.state import MemoryStore, NullStore, StateStore, StoreUnavailable
 from mailwarden.options import Options
 

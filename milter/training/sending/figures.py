@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import Array
-from mailwarden.detectors.sending.features import FEATURES
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.training.sending.evaluate import Run
 from mailwarden.training.sending.scenarios import KINDS
 

@@ -22,13 +22,8 @@ from typing import Any
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Array, Scorer, save_bundle
-from mailwarden.detectors.sending.features import (
-    FEATURES,
-    FeatureConfig,
-    SendEvent,
-    learn,
-    observe,
-)
+from mailwarden.detectors.sending.features import FeatureConfig, SendEvent, learn, observe
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.profile import OrgPrior, Profile
 
 DEFAULT_SEED = 20240601
