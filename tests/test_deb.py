@@ -86,11 +86,12 @@ def test_python_package_is_the_source_tree(unpacked: Path) -> None:
 
 
 def test_models_are_shipped_byte_for_byte(unpacked: Path) -> None:
-    shipped = unpacked / "usr/share/mailwarden/models"
+    shipped = unpacked / "usr/lib/python3/dist-packages/mailwarden/models"
     sources = sorted(p.relative_to(REPO / "models") for p in (REPO / "models").rglob("*")
-                     if p.is_file())
+                     if p.is_file() and "__pycache__" not in p.parts)
     assert sources, "models/ is empty"
-    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file()) == sources
+    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts) == sources
     for rel in sources:
         assert (shipped / rel).read_bytes() == (REPO / "models" / rel).read_bytes(), rel
 
@@ -101,7 +102,7 @@ def test_packaged_config_is_the_example_in_observe_mode(unpacked: Path) -> None:
         (REPO / "deploy/mailwarden.toml").read_text())
     assert packaged["milter"]["mode"] == "observe"
     assert packaged["milter"]["socket"] == "unix:/var/spool/postfix/mailwarden/mailwarden.sock"
-    assert packaged["paths"]["model_dir"] == "/usr/share/mailwarden/models"
+    assert packaged["paths"]["model_dir"] == ""  # the models inside the package
     assert packaged["paths"]["state_dir"] == "/var/lib/mailwarden"
     packaged["milter"]["socket"] = example["milter"]["socket"]
     packaged["milter"]["mode"] = example["milter"]["mode"]

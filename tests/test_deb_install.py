@@ -177,7 +177,7 @@ def test_check_loads_the_packaged_config_and_models(root: DebianRoot, daemon: Da
     assert f"config: {CONF}" in out
     assert "mode: observe  socket: unix:/var/spool/postfix/mailwarden/mailwarden.sock" in out
     assert "UNAVAILABLE" not in out, out
-    modelled = {p.name for p in root.file("/usr/share/mailwarden/models").iterdir()}
+    modelled = {p.name for p in root.file("/usr/lib/python3/dist-packages/mailwarden/models").iterdir()}
     expected = sorted(modelled & set(registrations()))
     assert expected, modelled
     for name in expected:
