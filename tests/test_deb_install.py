@@ -177,7 +177,8 @@ def test_check_loads_the_packaged_config_and_models(root: DebianRoot, daemon: Da
     assert f"config: {CONF}" in out
     assert "mode: observe  socket: unix:/var/spool/postfix/mailwarden/mailwarden.sock" in out
     assert "UNAVAILABLE" not in out, out
-    modelled = {p.name for p in root.file("/usr/lib/python3/dist-packages/mailwarden/models").iterdir()}
+    models = root.file("/usr/lib/python3/dist-packages/mailwarden/models")
+    modelled = {p.name for p in models.iterdir()}
     expected = sorted(modelled & set(registrations()))
     assert expected, modelled
     for name in expected:

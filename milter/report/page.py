@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailwarden.report.plots import FIGURES, draw_all
 from mailwarden.report.rows import ANOMALY_TYPE, Row, lines, read_rows
 
 
@@ -139,6 +138,9 @@ otherwise); the log holds no subject, content or recipient address.</p>
 
 
 def render(paths: list[Path], out: Path, top: int = 20, anomalous_above: float = 0.6) -> Path:
+    # matplotlib only when a report is drawn: every other command parses its flags from here.
+    from mailwarden.report.plots import FIGURES, draw_all
+
     rows, skipped = read_rows(paths)
     summary = Summary.of(rows, skipped, anomalous_above)
     out.mkdir(parents=True, exist_ok=True)
