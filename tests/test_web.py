@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from conftest import config_text
 from mailwarden.config import load_config
 from mailwarden.mta import HOLD, MtaNotFound, QueuedMessage
 from mailwarden.quarantine import read_settings
@@ -26,6 +25,8 @@ from mailwarden.web.accounts import Accounts
 from mailwarden.web.app import create_app
 from mailwarden.web.backend import Direct
 from mailwarden.web.links import make_token
+
+from conftest import config_text
 
 PASSWORD = "correct horse battery"
 SECRET = "4111 1111 1111 1111 secret body text"

@@ -70,7 +70,7 @@ class Accounts:
         with self._lock:
             for statement in SCHEMA:
                 self._db.execute(statement)
-        os.chmod(self.path, 0o600)
+        self.path.chmod(0o600)
         _match_owner(self.path)
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -32,6 +32,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--config", help="TOML config file (as for `mailwarden run`)")
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen,
                    help="override [web] listen (default 127.0.0.1:8025)")
+    p.add_argument("--helper-socket", metavar="PATH", help="override [web] helper_socket")
     p.add_argument("--threads", type=int, default=8, help="waitress worker threads")
     p.set_defaults(func=cmd_web)
     p = subparsers.add_parser("web-helper", help="privileged helper for the web interface")
@@ -97,9 +98,9 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     config = _config(args)
     assert config.web is not None
-    if args.listen:
-        config = dataclasses.replace(config, web=dataclasses.replace(config.web,
-                                                                     listen=args.listen))
+    changes = {k: v for k, v in (("listen", args.listen),
+                                  ("helper_socket", args.helper_socket)) if v}
+    config = dataclasses.replace(config, web=dataclasses.replace(config.web, **changes))
     assert config.web is not None
     host, port = validate_listen(config.web.listen)
     key = secret_key(Path(config.state_dir) / KEY_FILE)

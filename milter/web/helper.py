@@ -55,12 +55,19 @@ class HelperServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
     def __init__(self, path: Path, backend: Direct, uids: set[int], mode: int = 0o660):
-        if path.is_socket():
-            path.unlink()
         self.backend = backend
         self.uids = uids
+        inherited = systemd_socket()
+        self.activated = inherited is not None
+        if inherited is not None:  # socket activation: systemd made the socket (owner, mode)
+            super().__init__(str(path), _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = inherited
+            return
+        if path.is_socket():
+            path.unlink()
         super().__init__(str(path), _Handler)
-        os.chmod(path, mode)
+        path.chmod(mode)
 
     def answer(self, uid: int, line: bytes) -> dict[str, Any]:
         if uid not in self.uids:
@@ -86,12 +93,25 @@ class HelperServer(socketserver.ThreadingUnixStreamServer):
         return {"ok": True, "result": result}
 
 
+def systemd_socket() -> socket.socket | None:
+    """The listening socket systemd passed (LISTEN_FDS, fd 3), if this process was activated."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    return socket.socket(fileno=3)
+
+
 def serve(path: Path, backend: Direct, users: tuple[str, ...]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     server = HelperServer(path, backend, allowed_uids(users))
+    if os.geteuid() == 0 and users and not server.activated:  # the web process's group may connect (mode 0660)
+        try:
+            os.chown(path, 0, pwd.getpwnam(users[0]).pw_gid)
+        except KeyError:
+            log.warning("helper: no user %r: socket %s stays root-only", users[0], path)
     log.info("helper: listening on %s (verbs: %s)", path, ", ".join(VERBS))
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        path.unlink(missing_ok=True)
+        if not server.activated:
+            path.unlink(missing_ok=True)

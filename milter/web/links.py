@@ -9,6 +9,7 @@ the role for it, and the nonce is then recorded as used so the link works once. 
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,12 @@ def secret_key(path: Path) -> bytes:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(32)
-        fd = path.open("xb")
-        with fd:
+        with path.open("xb") as stream:
             path.chmod(0o600)
-            fd.write(key)
+            stream.write(key)
+        if os.geteuid() == 0:  # made by root (`web-link`): the web process must read it
+            owner = path.parent.stat()
+            os.chown(path, owner.st_uid, owner.st_gid)
     if len(key) < 32:
         raise LinkError(f"{path}: secret key too short ({len(key)} bytes)")
     return key

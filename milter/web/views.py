@@ -12,6 +12,7 @@ import calendar
 import logging
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
@@ -103,7 +104,7 @@ def save_filter() -> Any:
     query = {k: v for k, v in query.items() if v}
     ext("accounts").save_filter(g.user, request.form.get("name", "filter"), query)
     flash("Filter saved.")
-    return redirect(url_for("review.held", **query))
+    return redirect(url_for("review.held") + "?" + urlencode(query))
 
 
 def item_or_404(ref: str) -> dict[str, Any]:
