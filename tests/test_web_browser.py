@@ -3,7 +3,8 @@
 A throwaway Postfix hands mail to ``mailwarden run`` in enforce mode (the test detector holds
 ``X-Mailwarden-Test: quarantine`` messages); ``mailwarden web-helper`` runs postcat/postsuper
 for ``mailwarden web``, which only talks to it over its unix socket. Accounts are made with
-``mailwarden user add`` (password on stdin). A reviewer logs in, finds the held message, sees its
+``mailwarden user add`` (password on stdin). The web process runs as ``nobody``, as the packaged
+unit runs it unprivileged: everything privileged goes through the helper. A reviewer logs in, finds the held message, sees its
 masked evidence and not its body, cannot reveal, releases it and it is delivered; a POST whose
 CSRF token was removed is refused; a notification link does nothing on GET and releases after
 the confirmation. Screenshots go to docs/figures/review-*.png.
@@ -69,9 +70,12 @@ def stack() -> Iterator[Stack]:
     sock, helper, port = root / "mw.sock", root / "helper.sock", free_port()
     postfix = PostfixInstance(f"unix:{sock}")
     extra = (f'[web]\nlisten = "127.0.0.1:{port}"\nhelper_socket = "{helper}"\n'
-             f'helper_users = []\nbase_url = "http://127.0.0.1:{port}"\n'
+             f'helper_users = ["nobody"]\nbase_url = "http://127.0.0.1:{port}"\n'
              f'[quarantine]\npostfix_config = "{postfix.etc}"\n')
     config = write_config(root, extra=extra)
+    state = root / "state"  # owned by the web's user, as /var/lib/mailwarden is packaged
+    state.mkdir()
+    shutil.chown(state, "nobody")
     for name, role in (("rita", "reviewer"), ("april", "approver")):
         out = mailwarden(config, "user", "add", name, "--role", role, stdin=PASSWORD + "\n")
         assert out.returncode == 0, out.stderr
@@ -79,8 +83,9 @@ def stack() -> Iterator[Stack]:
     postfix.start()
     procs = []
     for args, log in ((["web-helper"], root / "helper.log"), (["web"], root / "web.log")):
-        procs.append(subprocess.Popen([sys.executable, "-m", "mailwarden", *args, "--config",
-                                       str(config)], stdout=log.open("ab"),
+        user = ["runuser", "-u", "nobody", "--"] if args == ["web"] else []
+        procs.append(subprocess.Popen([*user, sys.executable, "-m", "mailwarden", *args,
+                                       "--config", str(config)], stdout=log.open("ab"),
                                       stderr=subprocess.STDOUT))
         if args == ["web-helper"]:
             while not helper.exists():
@@ -240,3 +245,19 @@ def test_approver_reveals_with_a_reason(stack: Stack, browser: object) -> None:
     d.find_element(By.ID, "reveal-submit").click()  # type: ignore[attr-defined]
     wait_text(d, "SECRETBODY of web-reveal-1")
     assert "SECRETBODY of web-reveal-1" in d.find_element(By.ID, "body").text  # type: ignore[attr-defined]
+
+
+def test_new_hold_appears_without_reload(stack: Stack, browser: object) -> None:
+    d: object = browser
+    login(d, stack, "rita")
+    d.get(stack.base + "/")  # type: ignore[attr-defined]
+    marker = d.find_element(By.ID, "held")  # type: ignore[attr-defined]
+    time.sleep(1.0)  # the page's event stream is open
+    qid = send(stack, "web-live-1")
+    try:
+        wait_text(d, "New hold: " + qid, timeout=30)
+    except Exception:
+        logs = d.get_log("browser")  # type: ignore[attr-defined]
+        web = (Path(stack.config).parent / "web.log").read_text()[-3000:]
+        raise AssertionError(f"{logs}\n{web}\n{d.page_source[:3000]}")  # type: ignore[attr-defined]
+    assert marker.is_displayed()  # the same page: no reload happened

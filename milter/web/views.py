@@ -29,6 +29,7 @@ ACTIONS = {
     "delete": "Delete",
     "true_positive": "Delete as true positive (confirmed leak)",
 }
+LIVE_SLACK = 10.0
 STATES = ("held", "released", "deleted", "expired", "gone", "all")
 
 
@@ -92,7 +93,10 @@ def held() -> Any:
         "type": sorted({str(f.get("type")) for i in items for f in i["findings"]}),
         "detector": sorted({str(f.get("detector")) for i in items for f in i["findings"]}),
     }
+    # Live updates announce what was held from a little before this page was made.
+    events_url = url_for("more.events", since=int(time.time() - LIVE_SLACK))
     return render_template("list.html", items=items, query=query, flags=flags,
+                           events_url=events_url,
                            choices=choices, states=STATES, actions=ACTIONS,
                            saved=ext("accounts").filters(g.user), high=high_severity)
 

@@ -1,7 +1,7 @@
 """Live events, the observe-mode view, reports and user management.
 
-``/events`` is a server-sent-event stream announcing held messages that appeared since it was
-opened (the page's script adds them to the list and, if the reviewer allowed it, raises a browser
+``/events`` is a server-sent-event stream announcing held messages held since the list page
+that opened it was made (the page's script adds them to the list and, if the reviewer allowed it, raises a browser
 notification); it ends after a minute and the browser reconnects. ``/observe`` lists what enforce
 mode would have held, from the audit log; ``/reports`` serves the audit report's tables and an
 SVG chart whose time axis fits the data; ``/users`` lets an admin manage accounts.
@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request
+from flask import stream_with_context, url_for
 from markupsafe import Markup
 
 from mailwarden import report
@@ -30,15 +31,10 @@ from mailwarden.web.security import login_required, require_role
 
 log = logging.getLogger("mailwarden.web")
 bp = Blueprint("more", __name__)
-STREAM_SECONDS = 60.0
+STREAM_SECONDS = 30.0
 POLL_SECONDS = 2.0
 OBSERVE_LIMIT = 500
 HOLDING = ("quarantine", "reject", "tempfail")
-
-
-def _held_now() -> dict[str, dict[str, Any]]:
-    items = ext("backend").call("entries", state="held")
-    return {str(i["ref"] or i["queue_id"]): i for i in items}
 
 
 @bp.route("/events")
@@ -46,9 +42,10 @@ def _held_now() -> dict[str, dict[str, Any]]:
 def events() -> Response:
     backend = ext("backend")
     try:
-        seen = set(_held_now())
-    except BackendError:
-        seen = set()
+        since = float(request.args.get("since", ""))
+    except ValueError:
+        since = time.time()
+    seen: set[str] = set()
 
     def stream() -> Iterator[str]:
         yield "retry: 3000\n\n"
@@ -61,12 +58,12 @@ def events() -> Response:
                 continue
             for item in items:
                 key = str(item["ref"] or item["queue_id"])
-                if key not in seen:
+                if key not in seen and float(item["held_at"]) >= since:
                     seen.add(key)
                     yield "event: held\ndata: " + json.dumps(_announce(item)) + "\n\n"
             yield ": keep-alive\n\n"
 
-    return Response(stream(), mimetype="text/event-stream",
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
