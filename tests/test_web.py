@@ -233,3 +233,55 @@ def test_filters_select_by_type_and_recipient_domain(site: Site) -> None:
     assert "GGGG2" in page and "GGGG1" not in page
     page = site.client.get("/?rcpt_domain=other.test").get_data(as_text=True)
     assert "GGGG1" not in page and "Nothing matches" in page
+
+
+def audit_lines(site_root: Path, start: float, minutes: int) -> Path:
+    import json
+    from datetime import UTC, datetime
+
+    path = site_root / "state" / "audit.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for i in range(minutes):
+            at = datetime.fromtimestamp(start + 60 * i, UTC).isoformat(timespec="milliseconds")
+            verdict = "quarantine" if i % 3 == 0 else "accept"
+            out.write(json.dumps({"v": 1, "time": at, "queue_id": f"OBS{i:03d}", "ref": f"MW-{i}",
+                                  "direction": "outbound", "mode": "observe",
+                                  "verdict": verdict, "action": "accept", "score": 6.0,
+                                  "scores": {}, "findings": [{"type": "iban", "count": 1}],
+                                  "sender_domain": "corp.test",
+                                  "recipient_domains": ["sink.test"], "reasons": []}) + "\n")
+    return path
+
+
+def test_observe_view_lists_what_enforce_would_have_held(site: Site, tmp_path: Path) -> None:
+    audit_lines(tmp_path, time.time() - 600, 7)
+    login(site, "rita")
+    page = site.client.get("/observe").get_data(as_text=True)
+    assert all(f"OBS{i:03d}" in page for i in (0, 3, 6))
+    assert "OBS001" not in page and "OBS002" not in page  # accepted either way
+
+
+def test_report_axis_fits_a_log_spanning_minutes(site: Site, tmp_path: Path) -> None:
+    start = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+    audit_lines(tmp_path, start, 12)
+    login(site, "rita")
+    page = site.client.get("/reports").get_data(as_text=True)
+    assert "2027-01-15 08:00 to 2027-01-15 08:12 UTC, one bar per minute" in page
+    assert page.count("<rect") == 12 and "2025" not in page and "2029" not in page
+
+
+def test_event_stream_announces_new_holds(site: Site) -> None:
+    login(site, "rita")
+    since = time.time() - 1
+    hold(site, "HHHH1")
+    response = site.client.get(f"/events?since={since}", buffered=False)
+    assert response.mimetype == "text/event-stream"
+    chunks = response.response
+    text = ""
+    for chunk in chunks:
+        text += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if "event: held" in text:
+            break
+    response.close()
+    assert '"queue_id": "HHHH1"' in text and "****1111" not in text  # no evidence in events

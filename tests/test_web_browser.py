@@ -4,10 +4,10 @@ A throwaway Postfix hands mail to ``mailwarden run`` in enforce mode (the test d
 ``X-Mailwarden-Test: quarantine`` messages); ``mailwarden web-helper`` runs postcat/postsuper
 for ``mailwarden web``, which only talks to it over its unix socket. Accounts are made with
 ``mailwarden user add`` (password on stdin). The web process runs as ``nobody``, as the packaged
-unit runs it unprivileged: everything privileged goes through the helper. A reviewer logs in, finds the held message, sees its
-masked evidence and not its body, cannot reveal, releases it and it is delivered; a POST whose
-CSRF token was removed is refused; a notification link does nothing on GET and releases after
-the confirmation. Screenshots go to docs/figures/review-*.png.
+unit runs it unprivileged: everything privileged goes through the helper. A reviewer logs in,
+finds the held message, sees its masked evidence and not its body, cannot reveal, releases it
+and it is delivered; a POST whose CSRF token was removed is refused; a notification link does
+nothing on GET and releases after the confirmation. Screenshots go to docs/figures/review-*.png.
 """
 
 from __future__ import annotations
@@ -259,5 +259,5 @@ def test_new_hold_appears_without_reload(stack: Stack, browser: object) -> None:
     except Exception:
         logs = d.get_log("browser")  # type: ignore[attr-defined]
         web = (Path(stack.config).parent / "web.log").read_text()[-3000:]
-        raise AssertionError(f"{logs}\n{web}\n{d.page_source[:3000]}")  # type: ignore[attr-defined]
+        raise AssertionError(f"{logs}\n{web}\n{d.page_source[:3000]}") from None  # type: ignore[attr-defined]
     assert marker.is_displayed()  # the same page: no reload happened

@@ -103,7 +103,8 @@ def systemd_socket() -> socket.socket | None:
 def serve(path: Path, backend: Direct, users: tuple[str, ...]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     server = HelperServer(path, backend, allowed_uids(users))
-    if os.geteuid() == 0 and users and not server.activated:  # the web process's group may connect (mode 0660)
+    # The web process's group may connect (mode 0660); systemd sets that itself when activated.
+    if os.geteuid() == 0 and users and not server.activated:
         try:
             os.chown(path, 0, pwd.getpwnam(users[0]).pw_gid)
         except KeyError:

@@ -1,10 +1,11 @@
 """Live events, the observe-mode view, reports and user management.
 
-``/events`` is a server-sent-event stream announcing held messages held since the list page
-that opened it was made (the page's script adds them to the list and, if the reviewer allowed it, raises a browser
-notification); it ends after a minute and the browser reconnects. ``/observe`` lists what enforce
-mode would have held, from the audit log; ``/reports`` serves the audit report's tables and an
-SVG chart whose time axis fits the data; ``/users`` lets an admin manage accounts.
+``/events`` is a server-sent-event stream announcing held messages held since the list page that
+opened it was made (the page's script adds them to the list and, if the reviewer allowed it,
+raises a browser notification); it ends after half a minute and the browser reconnects. ``/observe``
+lists what enforce mode would have held, from the audit log; ``/reports`` serves the audit
+report's tables and an SVG chart whose time axis fits the data; ``/users`` lets an admin manage
+accounts.
 """
 
 from __future__ import annotations
@@ -17,8 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request
-from flask import stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from markupsafe import Markup
 
 from mailwarden import report
