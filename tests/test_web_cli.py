@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_config
 from mailwarden.config import load_config
 from mailwarden.options import ConfigError
 from mailwarden.web.links import read_token, secret_key
+
+from conftest import REPO, write_config
 
 
 def run(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
