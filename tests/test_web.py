@@ -285,3 +285,20 @@ def test_event_stream_announces_new_holds(site: Site) -> None:
             break
     response.close()
     assert '"queue_id": "HHHH1"' in text and "****1111" not in text  # no evidence in events
+
+
+def test_senders_page_groups_and_bulk_preview_then_apply(site: Site) -> None:
+    hold(site, "JJJJ1")
+    hold(site, "JJJJ2")
+    hold(site, "JJJJ3", kind="credit_card")
+    login(site, "rita")
+    page = site.client.get("/senders").get_data(as_text=True)
+    assert "alice@corp.test" in page and "<td>3</td>" in page
+    refs = ["MW-JJJJ1", "MW-JJJJ2", "MW-JJJJ3"]
+    preview = site.client.post("/bulk", data={"ref": refs, "action": "delete",
+                                              "csrf_token": csrf(site)}).get_data(as_text=True)
+    assert "high-severity findings need an approver" in preview and "Apply to 2" in preview
+    assert len(site.queue.held) == 3  # a preview changes nothing
+    site.client.post("/bulk/apply", data={"ref": refs[:2], "action": "delete",
+                                          "reason": "spam run", "csrf_token": csrf(site)})
+    assert sorted(site.queue.held) == ["JJJJ3"]

@@ -149,3 +149,16 @@ def users() -> Any:
             flash(f"User {name}: {op} done.")
         return redirect(url_for("more.users")), 303
     return render_template("users.html", users=accounts.users(), roles=ROLES)
+
+
+@bp.route("/senders")
+@login_required
+def senders() -> Any:
+    """Held mail grouped by sender: one decision (previewed) for all of a sender's messages."""
+    from mailwarden.web.views import ACTIONS, entries
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in entries("held"):
+        groups.setdefault(str(item.get("sender", "")), []).append(item)
+    rows = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return render_template("senders.html", rows=rows, actions=ACTIONS)
