@@ -302,3 +302,15 @@ def test_senders_page_groups_and_bulk_preview_then_apply(site: Site) -> None:
     site.client.post("/bulk/apply", data={"ref": refs[:2], "action": "delete",
                                           "reason": "spam run", "csrf_token": csrf(site)})
     assert sorted(site.queue.held) == ["JJJJ3"]
+
+
+def test_idle_session_ends_and_the_event_stream_does_not_keep_it_alive(site: Site) -> None:
+    login(site, "rita")
+    with site.client.session_transaction() as session:
+        session["last"] = time.time() - 800  # idle timeout 900 s
+    site.client.get("/events?since=0", buffered=False).close()
+    with site.client.session_transaction() as session:
+        assert session["last"] < time.time() - 700
+        session["last"] = time.time() - 1000
+    response = site.client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]

@@ -82,8 +82,9 @@ class Sessions:
             self._revoked.add(str(session.get("sid", "")))
         session.clear()
 
-    def current(self) -> tuple[str, str] | None:
-        """(user, role) of a live session, else None (and the session is cleared)."""
+    def current(self, touch: bool = True) -> tuple[str, str] | None:
+        """(user, role) of a live session, else None (and the session is cleared); ``touch``
+        False (the live event stream) does not count as activity for the idle timeout."""
         user, now = session.get("user"), time.time()
         if not user:
             return None
@@ -96,14 +97,16 @@ class Sessions:
                 or self.accounts.changed(str(user)) != session.get("changed")):
             session.clear()
             return None
-        session["last"] = now
+        if touch:
+            session["last"] = now
         return str(user), role
 
 
 def login_required(func: F) -> F:
     @functools.wraps(func)
     def inner(*args: Any, **kwargs: Any) -> Any:
-        who = current_app.extensions["mw_sessions"].current()
+        # The event stream reconnects by itself: it must not keep an idle session alive.
+        who = current_app.extensions["mw_sessions"].current(request.endpoint != "more.events")
         if who is None:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         g.user, g.role = who
