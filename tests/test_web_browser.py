@@ -133,6 +133,18 @@ def send(stack: Stack, subject: str) -> str:
     raise AssertionError(f"{subject} not held: {stack.milter.log()[-2000:]}")
 
 
+def events(stack: Stack, qid: str) -> list[tuple[str, str, str]]:
+    """The quarantine store's audit rows for ``qid``: (action, actor, detail)."""
+    import sqlite3
+
+    db = sqlite3.connect(stack.config.parent / "state" / "quarantine.sqlite")
+    try:
+        rows = db.execute("SELECT action, actor, detail FROM events WHERE queue_id = ?", (qid,))
+        return [tuple(r) for r in rows]
+    finally:
+        db.close()
+
+
 def held_ids(stack: Stack) -> set[str]:
     return {str(q["queue_id"]) for q in stack.postfix.held()}
 
@@ -192,6 +204,7 @@ def test_reviewer_finds_sees_evidence_not_body_releases_and_it_is_delivered(
     wait_text(d, "done for " + qid)
     wait_delivered(stack, "web-release-1")
     assert qid not in held_ids(stack)
+    assert ("released", "web:rita", "expected quarterly report") in events(stack, qid)
 
 
 def test_post_without_csrf_token_is_refused(stack: Stack, browser: object) -> None:
@@ -244,6 +257,7 @@ def test_approver_reveals_with_a_reason(stack: Stack, browser: object) -> None:
     d.find_element(By.ID, "reveal-reason").send_keys("sender disputes the hold")  # type: ignore[attr-defined]
     d.find_element(By.ID, "reveal-submit").click()  # type: ignore[attr-defined]
     wait_text(d, "SECRETBODY of web-reveal-1")
+    assert ("revealed", "web:april", "sender disputes the hold") in events(stack, qid)
     assert "SECRETBODY of web-reveal-1" in d.find_element(By.ID, "body").text  # type: ignore[attr-defined]
 
 
