@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from mailwarden.config import load_config
-from mailwarden.mta import HOLD, MtaNotFound, QueuedMessage
-from mailwarden.quarantine import read_settings
-from mailwarden.quarantine_records import HeldRecord
-from mailwarden.quarantine_store import QuarantineStore
+from mailwarden.quarantine.mta import HOLD, MtaNotFound, QueuedMessage
+from mailwarden.quarantine.sink import read_settings
+from mailwarden.quarantine.records import HeldRecord
+from mailwarden.quarantine.store import QuarantineStore
 from mailwarden.web.accounts import Accounts
 from mailwarden.web.app import create_app
 from mailwarden.web.backend import Direct

@@ -29,7 +29,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailwarden.config import Config, WebConfig
-from mailwarden.quarantine import QuarantineSettings, read_settings
+from mailwarden.quarantine.sink import QuarantineSettings, read_settings
 from mailwarden.web.accounts import Accounts
 from mailwarden.web.backend import Backend
 from mailwarden.web.security import LoginLimiter, Sessions, client_address, security_headers
@@ -119,7 +119,7 @@ def _fmt_time(stamp: float | None) -> str:
 def _fmt_left(expires: float | None) -> str:
     import time
 
-    from mailwarden.quarantine_format import fmt_age
+    from mailwarden.quarantine.format import fmt_age
 
     if expires is None:
         return "never"

@@ -1,7 +1,7 @@
 """What the web interface may do with held mail, in-process or through the privileged helper.
 
 :class:`Direct` opens the quarantine store and the MTA and calls the same
-:mod:`mailwarden.quarantine_review` functions as ``mailwarden quarantine``; every result is a
+:mod:`mailwarden.quarantine.review` functions as ``mailwarden quarantine``; every result is a
 JSON-ready dict so :class:`HelperClient` can carry the very same calls over the helper's unix
 socket (:mod:`mailwarden.web.helper`). Actions are serialised by one lock and re-checked against
 the MTA's hold queue, so a release can never happen twice. Reveals are written to the store's
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from mailwarden import quarantine_review as review
-from mailwarden.mta import HOLD, MailQueue, MtaError
-from mailwarden.quarantine import QuarantineSettings
-from mailwarden.quarantine_format import show_json
-from mailwarden.quarantine_store import QuarantineStore, StoreError
+from mailwarden.quarantine import review
+from mailwarden.quarantine.mta import HOLD, MailQueue, MtaError
+from mailwarden.quarantine.sink import QuarantineSettings
+from mailwarden.quarantine.format import show_json
+from mailwarden.quarantine.store import QuarantineStore, StoreError
 
 VERBS = ("entries", "show", "reveal", "release", "delete", "queue_ids")
 MAX_REQUEST = 64 * 1024

@@ -2,7 +2,7 @@
 
 :func:`verdict_chart` draws messages per interval stacked by verdict, on a time axis that starts
 at the first interval holding a record and ends with the last one (the interval width comes from
-:func:`mailwarden.report_plots.choose_step`, plus one-minute steps for logs spanning minutes), so
+:func:`mailwarden.report.plots.choose_step`, plus one-minute steps for logs spanning minutes), so
 a log of a few minutes gets an axis of a few minutes. Labels are escaped.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
 
-from mailwarden.report import Row
+from mailwarden.report.page import Row
 
 COLOURS = {"accept": "#2ca02c", "quarantine": "#ff7f0e", "tempfail": "#9467bd",
            "reject": "#d62728"}

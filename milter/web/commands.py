@@ -79,8 +79,8 @@ def accounts_for(config: Config) -> Accounts:
 
 
 def backend_for(config: Config) -> Any:
-    from mailwarden.mta import make_queue
-    from mailwarden.quarantine import read_settings
+    from mailwarden.quarantine.mta import make_queue
+    from mailwarden.quarantine.sink import read_settings
     from mailwarden.web.backend import Direct, HelperClient
 
     assert config.web is not None

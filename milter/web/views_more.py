@@ -31,8 +31,8 @@ from flask import (
 )
 from markupsafe import Markup
 
-from mailwarden import report
-from mailwarden.audit import read_settings as audit_settings
+from mailwarden.report import page as report
+from mailwarden.sinks.audit import read_settings as audit_settings
 from mailwarden.web.accounts import ROLES, AccountError
 from mailwarden.web.app import ext
 from mailwarden.web.backend import BackendError
