@@ -91,6 +91,30 @@ class DetectorConfig:
     options: Options
 
 
+# Finding types only an approver may release from the review interface ([web]).
+HIGH_SEVERITY_TYPES = ["credit_card", "us_ssn", "iban", "private_key", "aws_access_key",
+                       "api_token", "password"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The ``[web]`` section: the review interface (``mailwarden web``, docs/review.md)."""
+
+    listen: str
+    secure_cookies: bool
+    idle_timeout_seconds: float
+    session_max_seconds: float
+    login_attempts: int
+    login_window_seconds: float
+    link_max_age_seconds: float
+    proxy_hops: int
+    helper_socket: str
+    helper_users: tuple[str, ...]
+    base_url: str
+    high_severity_types: tuple[str, ...]
+    allow_days: float
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
@@ -104,6 +128,7 @@ class Config:
     log_level: str
     # Sections of decision sinks ([audit], [notify], [quarantine]): each sink validates its own.
     sections: dict[str, Options]
+    web: WebConfig | None = None
     # Pre-fork mode: the worker count and this worker's index (0 sends the alert mail of all),
     # set by the supervisor; 1 and 0 otherwise.
     workers: int = 1
@@ -159,6 +184,7 @@ def _build(root: Options, label: str) -> Config:
         timezone=timezone,
         log_level=level,
         sections={name: root.section(name) for name in SINK_SECTIONS},
+        web=_web(root.section("web")),
     )
 
 
@@ -198,6 +224,41 @@ def _metrics(opts: Options) -> MetricsConfig:
     )
     opts.finish()
     return config
+
+
+def _web(opts: Options) -> WebConfig:
+    listen = opts.get_str("listen", "127.0.0.1:8025")
+    try:
+        validate_listen(listen)
+    except ConfigError as exc:
+        raise opts.error("listen", exc.reason) from None
+    config = WebConfig(
+        listen=listen,
+        secure_cookies=opts.get_bool("secure_cookies", False),
+        idle_timeout_seconds=opts.get_number("idle_timeout_seconds", 900.0, minimum=30.0),
+        session_max_seconds=opts.get_number("session_max_seconds", 28800.0, minimum=60.0),
+        login_attempts=opts.get_int("login_attempts", 5, minimum=1),
+        login_window_seconds=opts.get_number("login_window_seconds", 300.0, minimum=1.0),
+        link_max_age_seconds=opts.get_number("link_max_age_seconds", 86400.0, minimum=60.0),
+        proxy_hops=opts.get_int("proxy_hops", 0, minimum=0),
+        helper_socket=opts.get_str("helper_socket", ""),
+        helper_users=tuple(opts.get_str_list("helper_users", ["mailwarden"])),
+        base_url=opts.get_str("base_url", "").rstrip("/"),
+        high_severity_types=tuple(opts.get_str_list("high_severity_types",
+                                                    HIGH_SEVERITY_TYPES)),
+        allow_days=opts.get_number("allow_days", 45.0, minimum=0.0),
+    )
+    opts.finish()
+    return config
+
+
+def validate_listen(spec: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) for ``[web] listen`` and ``--listen``."""
+    host, sep, port = spec.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("listen", f"must look like HOST:PORT (e.g. 127.0.0.1:8025), got {spec!r}")
+    return host, int(port)
 
 
 def _thresholds(opts: Options, quarantine: float | None, reject: float | None) -> Thresholds:
