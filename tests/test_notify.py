@@ -360,3 +360,25 @@ def test_pre_fork_workers_send_one_digest_through_worker_0(tmp_path: Path) -> No
     finally:
         other.close()
         sender.close()
+
+
+def test_admin_alert_carries_signed_review_links_and_the_sender_none(tmp_path: Path) -> None:
+    from mailwarden.notify.sink import review_links
+    from mailwarden.web.links import KEY_FILE, read_token, secret_key
+
+    text = config_text(tmp_path, extra='[web]\nbase_url = "https://review.example.org/"\n')
+    links = review_links(load_config(text=text))
+    assert links is not None
+    event = event_from(msg(b"Subject: x\r\n\r\nbody\r\n"), decision())
+    admin = body_text([event], "mx.example.org", admin=True, links=links)
+    sender = body_text([event], "mx.example.org", admin=False, links=links)
+    urls = dict(line.split() for line in admin.splitlines() if "https://" in line)
+    assert set(urls) == {"Review:", "Release:"} and "https://" not in sender
+    key = secret_key(tmp_path / "state" / KEY_FILE)
+    for label, action in (("Review:", "open"), ("Release:", "release")):
+        token = urls[label].removeprefix("https://review.example.org/link/")
+        link = read_token(key, token, 60)
+        assert (link.ref, link.action) == ("MW-AAAAAAAAAAAA", action)
+    observed = event_from(msg(b"Subject: x\r\n\r\nbody\r\n"), decision(mode="observe"))
+    assert "https://" not in body_text([observed], "mx", admin=True, links=links)
+    assert review_links(load_config(text=config_text(tmp_path))) is None

@@ -28,6 +28,7 @@ from milter_process import MilterProcess
 from postfix_instance import PostfixInstance, free_port, public_tmpdir
 
 pytestmark = pytest.mark.postfix
+ADMIN = "security@sink.test"  # the notifier's admin: delivered into the sink's Maildir
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 
@@ -71,7 +72,11 @@ def stack() -> Iterator[Stack]:
     postfix = PostfixInstance(f"unix:{sock}")
     extra = (f'[web]\nlisten = "127.0.0.1:{port}"\nhelper_socket = "{helper}"\n'
              f'helper_users = ["nobody"]\nbase_url = "http://127.0.0.1:{port}"\n'
-             f'[quarantine]\npostfix_config = "{postfix.etc}"\n')
+             f'[quarantine]\npostfix_config = "{postfix.etc}"\n'
+             f'[notify]\nenabled = true\nadmins = ["{ADMIN}"]\n'
+             f'batch_seconds = 0.5\ndigest_seconds = 0.5\n'
+             f'from_address = "mailwarden@mx.mailwarden.test"\ntransport = "smtp"\n'
+             f'smtp_host = "127.0.0.1"\nsmtp_port = {postfix.port}\n')
     config = write_config(root, extra=extra)
     state = root / "state"  # owned by the web's user, as /var/lib/mailwarden is packaged
     state.mkdir()
@@ -147,6 +152,19 @@ def events(stack: Stack, qid: str) -> list[tuple[str, str, str]]:
 
 def held_ids(stack: Stack) -> set[str]:
     return {str(q["queue_id"]) for q in stack.postfix.held()}
+
+
+def release_link_from_alert(stack: Stack, qid: str, timeout: float = 30.0) -> str:
+    """The Release link of the admin's alert mail that names ``qid``, as delivered by Postfix."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mail in stack.postfix.delivered():
+            text = mail.decode("utf-8", "replace")
+            if "X-Mailwarden-Alert: v1;" in text and f"Queue ID:   {qid}" in text:
+                lines = text.split(f"Queue ID:   {qid}", 1)[1].splitlines()
+                return next(line.split()[1] for line in lines if "Release:" in line)
+        time.sleep(0.2)
+    raise AssertionError(f"no alert mail for {qid}: {stack.milter.log()[-2000:]}")
 
 
 def wait_delivered(stack: Stack, subject: str, timeout: float = 30.0) -> None:
@@ -226,12 +244,8 @@ def test_notification_link_does_nothing_on_get_and_releases_after_confirmation(
         stack: Stack, browser: object) -> None:
     d: object = browser
     qid = send(stack, "web-link-1")
-    ref = next(line.split()[1] for line in mailwarden(
-        stack.config, "quarantine", "show", qid, "--postfix-config",
-        str(stack.postfix.etc)).stdout.splitlines() if line.startswith("reference:"))
-    out = mailwarden(stack.config, "web-link", ref, "--action", "release")
-    assert out.returncode == 0, out.stderr
-    url = out.stdout.strip()
+    url = release_link_from_alert(stack, qid)  # the link in the notification mail itself
+    assert url.startswith(stack.base + "/link/"), url
     login(d, stack, "rita")
     for _ in range(2):
         d.get(url)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -116,10 +117,16 @@ def _what(event: AlertEvent) -> str:
     return verb if event.mode == "enforce" else f"would have been {verb} (observe mode)"
 
 
-def describe(event: AlertEvent, admin: bool) -> list[str]:
+# The review interface's links for one reference: (label, url) pairs, e.g. Review and Release.
+LinkMaker = Callable[[str], list[tuple[str, str]]]
+
+
+def describe(event: AlertEvent, admin: bool, links: LinkMaker | None = None) -> list[str]:
     out = [f"  {_what(event)}  {_when(event.at)}",
            f"    Reference:  {event.ref}",
            f"    Queue ID:   {event.queue_id}"]
+    if admin and links is not None and event.mode == "enforce" and event.verdict == "quarantine":
+        out += [f"    {label + ':':<12}{url}" for label, url in links(event.ref)]
     if admin:
         domains = ", ".join(event.recipient_domains) or "-"
         out += [f"    Sender:     {event.sender}",
@@ -132,7 +139,8 @@ def describe(event: AlertEvent, admin: bool) -> list[str]:
     return out
 
 
-def body_text(events: list[AlertEvent], host: str, admin: bool, dropped: int = 0) -> str:
+def body_text(events: list[AlertEvent], host: str, admin: bool, dropped: int = 0,
+              links: LinkMaker | None = None) -> str:
     intro = (f"mailwarden on {host} held or refused {len(events) + dropped} outgoing "
              f"message(s)" + ("" if admin else " that you sent") + ".")
     out = [intro, "This notice never contains the messages' content, subject or attachments.",
@@ -141,7 +149,7 @@ def body_text(events: list[AlertEvent], host: str, admin: bool, dropped: int = 0
     for event in events:
         groups.setdefault(event.group, []).append(event)
     for similar in groups.values():
-        out += describe(similar[0], admin)
+        out += describe(similar[0], admin, links)
         if len(similar) > 1:
             ids = ", ".join(e.queue_id for e in similar[1:11])
             more = " ..." if len(similar) > 11 else ""

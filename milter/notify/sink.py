@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import Metrics
-from mailwarden.notify.alertmail import AlertEvent, body_text, compose, event_from, verify
+from mailwarden.notify.alertmail import (
+    AlertEvent,
+    LinkMaker,
+    body_text,
+    compose,
+    event_from,
+    verify,
+)
 from mailwarden.notify.queue import DigestQueue, Limits
 from mailwarden.notify.spool import (
     MIN_POLL_SECONDS,
@@ -98,8 +105,9 @@ class NotifySink:
     def __init__(self, settings: Settings, transport: Transport, limits: Limits,
                  secret: InstallSecret, metrics: Metrics, mode: str, *,
                  spool: NotifySpool | None = None, sending: bool = True,
-                 poll_seconds: float = POLL_SECONDS):
+                 poll_seconds: float = POLL_SECONDS, links: LinkMaker | None = None):
         self.settings = settings
+        self._links = links  # signed review links for admins ([web] base_url), or None
         self.mode = mode  # the engine's mode, for the decisions of exempted alert mail
         self._transport = transport
         self._secret = secret
@@ -146,7 +154,7 @@ class NotifySink:
         host = self.settings.hostname
         subject = (f"[mailwarden] {count} message(s) held or refused on {host}" if kind == "admin"
                    else f"[mailwarden] {count} of your message(s) held or refused")
-        body = body_text(events, host, kind == "admin", left_out)
+        body = body_text(events, host, kind == "admin", left_out, self._links)
         key = self._secret.derive("alert-mail")
         data = compose(key, self.settings.from_address, recipient, subject, body)
         self._transport.send(self.settings.from_address, recipient, data)
@@ -232,8 +240,10 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
         raise options.error("admins", "notify is enabled but has no admins and notify_sender "
                                       "is false")
     secret = InstallSecret(Path(key_file) if key_file else config.state_dir / "mailwarden.key")
+    links = review_links(config)
     if config.workers <= 1:
-        return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode)
+        return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode,
+                          links=links)
     sending = config.worker_index == 0
     spool = NotifySpool(config.state_dir / SPOOL_FILE, limits.max_pending)
     if sending:
@@ -245,4 +255,22 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     # Spooled events must reach the queue before a batch opened by worker 0's own event is due.
     poll = max(MIN_POLL_SECONDS, min(POLL_SECONDS, limits.batch_seconds / 3))
     return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode,
-                      spool=spool, sending=sending, poll_seconds=poll)
+                      spool=spool, sending=sending, poll_seconds=poll, links=links)
+
+
+def review_links(config: Config) -> LinkMaker | None:
+    """Signed, single-use, expiring links into the review interface for admins' alert mail,
+    when ``[web] base_url`` is set: opening one shows the item (a GET never acts); releasing is a
+    POST after the confirmation page, by a logged-in reviewer with the role for it."""
+    if config.web is None or not config.web.base_url:
+        return None
+    from mailwarden.web.links import KEY_FILE, make_url, secret_key
+
+    key = secret_key(config.state_dir / KEY_FILE)
+    base = config.web.base_url
+
+    def make(ref: str) -> list[tuple[str, str]]:
+        return [("Review", make_url(key, base, ref, "open")),
+                ("Release", make_url(key, base, ref, "release"))]
+
+    return make

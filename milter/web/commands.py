@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from mailwarden.config import Config, validate_listen
 from mailwarden.options import ConfigError
+from mailwarden.web.links import KEY_FILE
 
 if TYPE_CHECKING:
     from mailwarden.web.accounts import Accounts
 
 log = logging.getLogger("mailwarden.web")
-KEY_FILE = "web-secret.key"
 ROLES = ("reviewer", "approver", "admin")  # mailwarden.web.accounts.ROLES (not imported here)
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 LINK_ACTIONS = ("open", "release", "delete")
+# The signing key, in the state directory (made on first use by the web process, `web-link` or
+# the notifier).
+KEY_FILE = "web-secret.key"
 _SALT = "mailwarden.web.link"
 
 
