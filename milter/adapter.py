@@ -6,13 +6,21 @@ into a bounded :class:`~mailwarden.buffer.MessageBuffer`, and at end of message 
 :class:`~mailwarden.verdict.Decision` into pymilter actions (headers, quarantine, 550 5.7.1,
 451 4.7.1). Every callback is guarded: an exception is logged with the queue ID, counted, and the
 message is answered with the configured failure action, never a crash towards the MTA.
+At negotiation the adapter asks only for the actions it uses, out of those the MTA offers; a hold
+the MTA cannot do becomes ``quarantine_fallback`` before any sink records it. The client address
+is normalised once, at connect (an IPv4-mapped ``::ffff:a.b.c.d`` becomes ``a.b.c.d``), so every
+network match sees the IPv4 address.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import ipaddress
 import logging
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,7 +37,12 @@ log = logging.getLogger("mailwarden.milter")
 
 HEADER_PREFIX = "x-mailwarden-"
 OWN_HEADERS = ("X-Mailwarden-Verdict", "X-Mailwarden-Score", "X-Mailwarden-Findings")
+# The only actions used: add the verdict headers, delete forged ones, quarantine.
 FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+# The connection whose callback runs on this Python thread state: pymilter gives each milter
+# connection its own, so this is how an error raised in pymilter's C layer (before any of our
+# code runs) finds its connection (:func:`_uncaught`).
+_current = threading.local()
 
 
 class EngineSource(Protocol):
@@ -65,6 +78,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         self._engine: Engine | None = None
         self._client_addr: str | None = None
         self._reset()
+        _current.milter = self
         source.session_started()
 
     def _reset(self) -> None:
@@ -74,6 +88,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         self._queue_id = ""
         self._auth_user: str | None = None
         self._failed: str | None = None
+        self._unread_headers = 0
 
     @property
     def engine(self) -> Engine:
@@ -89,6 +104,16 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
             return Milter.CONTINUE  # decided at end of message (noreply callbacks must continue)
         return self._failure_reply()
 
+    def on_unreadable_header(self, exc: UnicodeDecodeError) -> None:
+        """pymilter could not decode a header field's name (8-bit, not UTF-8) and dropped the
+        field before calling us: logged with the queue ID and counted; the rest is scanned."""
+        self._unread_headers += 1
+        self._queue_id = self._queue_id or self.getsymval("i") or ""
+        log.error("qid=%s header field with a non-UTF-8 name (%d bytes) could not be read and "
+                  "is left out of the scan (%s)", self._queue_id or "-", len(exc.object),
+                  exc.reason)
+        self.engine.metrics.callback_errors.labels("header").inc()
+
     def _failure_reply(self) -> Any:
         engine = self.engine
         enforce = engine.config.milter.mode == "enforce"
@@ -97,11 +122,19 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
             return Milter.TEMPFAIL
         return Milter.ACCEPT
 
+    def negotiate(self, opts: list[int]) -> Any:
+        """Ask for :data:`FLAGS` only, and only those the MTA offers (``self._actions`` then says
+        what may be used: a version-2 MTA may offer header additions alone)."""
+        offered = opts[0]
+        rc = super().negotiate(opts)
+        opts[0] = self._actions = offered & FLAGS
+        return rc
+
     @Milter.noreply
     @guarded("connect")
     def connect(self, hostname: str, family: int, hostaddr: Any) -> Any:
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
-            self._client_addr = str(hostaddr[0])
+            self._client_addr = client_address(str(hostaddr[0]))
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -164,7 +197,8 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         if self._failed or self._buffer is None:
             return self._failure_reply()
         try:
-            decision = self.engine.scan_within_budget(self._snapshot(self._buffer))
+            message = self._snapshot(self._buffer)
+            decision = self.engine.scan_within_budget(message, self._within_mta)
             self._log(decision)
             return self._apply(decision)
         finally:
@@ -182,6 +216,17 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         )
         return Message(envelope, buffer.getvalue(), buffer.size, buffer.truncated)
 
+    def _within_mta(self, decision: Decision) -> Decision:
+        """A hold the MTA did not offer becomes the configured fallback, before the sinks see
+        the decision (so no quarantine record says a delivered message is held)."""
+        if decision.action is not Action.QUARANTINE or self._actions & Milter.QUARANTINE:
+            return decision
+        fallback = self.engine.config.milter.quarantine_fallback
+        self.engine.metrics.quarantine_fallbacks.labels(fallback.value).inc()
+        log.warning("qid=%s the MTA did not offer the quarantine action: %s instead (ref %s)",
+                    self._queue_id, fallback.value, decision.ref)
+        return dataclasses.replace(decision, action=fallback)
+
     def _apply(self, decision: Decision) -> Any:
         # Quarantine goes out before the header edits: the MTA applies each edit as it arrives,
         # and if this process dies in between, Postfix falls back to milter_default_action,
@@ -195,14 +240,27 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         if decision.action is Action.TEMPFAIL:
             self.setreply("451", "4.7.1", f"Message deferred by local policy (ref {decision.ref})")
             return Milter.TEMPFAIL
-        if decision.action is Action.QUARANTINE:
-            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
-        if self.engine.config.milter.add_headers:
+        if decision.action is Action.QUARANTINE and not self._hold(decision):
+            fallback = self.engine.config.milter.quarantine_fallback
+            return self._apply(dataclasses.replace(decision, action=fallback))
+        if self.engine.config.milter.add_headers and self._actions & Milter.ADDHDRS:
             self._write_headers(decision)
         return Milter.ACCEPT
 
+    def _hold(self, decision: Decision) -> bool:
+        """Request the quarantine; False (logged) if the MTA refuses it: never a plain accept."""
+        try:
+            self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
+        except Exception:  # noqa: BLE001 - pymilter's milter.error, DisabledAction
+            log.exception("qid=%s quarantine request failed, using quarantine_fallback (ref %s)",
+                          self._queue_id, decision.ref)
+            return False
+        return True
+
     def _write_headers(self, decision: Decision) -> None:
         counts = self._buffer.header_counts if self._buffer else {}
+        if not self._actions & Milter.CHGHDRS:
+            counts = {}  # the MTA cannot delete fields: ours are added after any forged ones
         for name in OWN_HEADERS:  # a sender must not be able to forge our verdict headers
             for index in range(counts.get(name.lower(), 0), 0, -1):
                 self.chgheader(name, index, "")
@@ -219,6 +277,9 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
             decision.seconds * 1000,
             f" errors={';'.join(decision.errors)}" if decision.errors else "",
         )
+        if self._unread_headers:
+            log.info("qid=%s scanned without %d unreadable header field(s) (ref %s)",
+                     self._queue_id, self._unread_headers, decision.ref)
 
     @guarded("abort")
     def abort(self) -> Any:
@@ -236,6 +297,31 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
+
+
+def client_address(raw: str) -> str:
+    """The client address as every network match must see it: an IPv4-mapped IPv6 address
+    (``::ffff:a.b.c.d``, how a dual-stack MTA reports an IPv4 client) as its IPv4 address."""
+    text = raw.strip("[]").removeprefix("IPv6:")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return raw
+    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+    return str(mapped or addr)
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """``sys.excepthook``, which pymilter's C layer calls (``PyErr_Print``) for an exception
+    raised before a callback runs: a header name that is not UTF-8 goes to its connection."""
+    milter = getattr(_current, "milter", None)
+    if isinstance(exc, UnicodeDecodeError) and isinstance(milter, MailwardenMilter):
+        try:
+            milter.on_unreadable_header(exc)
+            return
+        except Exception:  # noqa: BLE001 - fall through to the default report
+            pass
+    sys.__excepthook__(kind, exc, tb)
 
 
 def _to_bytes(value: object) -> bytes:
@@ -263,6 +349,7 @@ def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
     (found as the one socket this call opened), or None if it cannot be told apart.
     """
     Milter.set_flags(FLAGS)
+    sys.excepthook = _uncaught
     Milter.set_exception_policy(Milter.TEMPFAIL if on_error is Action.TEMPFAIL
                                 else Milter.CONTINUE)
     lib = Milter.milter
