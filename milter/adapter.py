@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import logging
 import socket
-import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import Milter
 
+from mailwarden.adapter_guard import (
+    bind_thread,
+    client_address,
+    guarded,
+    install_excepthook,
+    strip_brackets,
+    to_bytes,
+)
 from mailwarden.buffer import MessageBuffer
 from mailwarden.engine import Engine
 from mailwarden.message import Envelope, Message
@@ -39,10 +43,6 @@ HEADER_PREFIX = "x-mailwarden-"
 OWN_HEADERS = ("X-Mailwarden-Verdict", "X-Mailwarden-Score", "X-Mailwarden-Findings")
 # The only actions used: add the verdict headers, delete forged ones, quarantine.
 FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
-# The connection whose callback runs on this Python thread state: pymilter gives each milter
-# connection its own, so this is how an error raised in pymilter's C layer (before any of our
-# code runs) finds its connection (:func:`_uncaught`).
-_current = threading.local()
 
 
 class EngineSource(Protocol):
@@ -56,29 +56,13 @@ class EngineSource(Protocol):
     def session_ended(self) -> None: ...
 
 
-def guarded(callback: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Catch everything a callback raises: log with the queue ID, count, fail by policy."""
-
-    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
-        def inner(self: MailwardenMilter, *args: Any) -> Any:
-            try:
-                return func(self, *args)
-            except Exception:  # noqa: BLE001 - nothing may reach libmilter as an exception
-                return self.on_callback_error(callback)
-
-        return inner
-
-    return wrap
-
-
 class MailwardenMilter(Milter.Base):  # type: ignore[misc]
     def __init__(self, source: EngineSource):
         self._source = source
         self._engine: Engine | None = None
         self._client_addr: str | None = None
         self._reset()
-        _current.milter = self
+        bind_thread(self)
         source.session_started()
 
     def _reset(self) -> None:
@@ -144,7 +128,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         self._engine = self._source.engine  # pinned for this message; reloads apply to the next
         milter = self.engine.config.milter
         self._buffer = MessageBuffer(milter.max_scan_bytes, milter.spool_bytes)
-        self._mail_from = _strip_brackets(mail_from)
+        self._mail_from = strip_brackets(mail_from)
         self._auth_user = self.getsymval("{auth_authen}") or None
         self._queue_id = self.getsymval("i") or ""
         return Milter.CONTINUE
@@ -152,7 +136,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
     @Milter.noreply
     @guarded("envrcpt")
     def envrcpt(self, recipient: str, *params: str) -> Any:
-        self._recipients.append(_strip_brackets(recipient))
+        self._recipients.append(strip_brackets(recipient))
         return Milter.CONTINUE
 
     @Milter.decode("bytes")
@@ -160,7 +144,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
     @guarded("header")
     def header(self, name: str, value: bytes) -> Any:
         if self._buffer is not None:
-            raw = value if isinstance(value, bytes) else _to_bytes(value)
+            raw = value if isinstance(value, bytes) else to_bytes(value)
             self._buffer.add_header(name, raw)
         return Milter.CONTINUE
 
@@ -171,7 +155,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         buffer = self._buffer
         if buffer is not None:
             try:
-                buffer.add_header(name, value if isinstance(value, bytes) else _to_bytes(value))
+                buffer.add_header(name, value if isinstance(value, bytes) else to_bytes(value))
             except Exception:  # noqa: BLE001 - as @guarded: decided at end of message
                 self.on_callback_error("header")
         return Milter.NOREPLY if self._protocol & Milter.P_NR_HDR else Milter.CONTINUE
@@ -251,7 +235,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         """Request the quarantine; False (logged) if the MTA refuses it: never a plain accept."""
         try:
             self.quarantine(f"mailwarden {decision.ref}: {decision.finding_summary or 'policy'}")
-        except Exception:  # noqa: BLE001 - pymilter's milter.error, DisabledAction
+        except Exception:  # pymilter's milter.error, DisabledAction
             log.exception("qid=%s quarantine request failed, using quarantine_fallback (ref %s)",
                           self._queue_id, decision.ref)
             return False
@@ -290,6 +274,7 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
     @guarded("close")
     def close(self) -> Any:
         self._close_buffer()
+        bind_thread(None)
         self._source.session_ended()
         return Milter.CONTINUE
 
@@ -297,39 +282,6 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
-
-
-def client_address(raw: str) -> str:
-    """The client address as every network match must see it: an IPv4-mapped IPv6 address
-    (``::ffff:a.b.c.d``, how a dual-stack MTA reports an IPv4 client) as its IPv4 address."""
-    text = raw.strip("[]").removeprefix("IPv6:")
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return raw
-    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
-    return str(mapped or addr)
-
-
-def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-    """``sys.excepthook``, which pymilter's C layer calls (``PyErr_Print``) for an exception
-    raised before a callback runs: a header name that is not UTF-8 goes to its connection."""
-    milter = getattr(_current, "milter", None)
-    if isinstance(exc, UnicodeDecodeError) and isinstance(milter, MailwardenMilter):
-        try:
-            milter.on_unreadable_header(exc)
-            return
-        except Exception:  # noqa: BLE001 - fall through to the default report
-            pass
-    sys.__excepthook__(kind, exc, tb)
-
-
-def _to_bytes(value: object) -> bytes:
-    return str(value).encode("utf-8", "surrogateescape")
-
-
-def _strip_brackets(address: str) -> str:
-    return address.strip().removeprefix("<").removesuffix(">")
 
 
 def serve(source: EngineSource, name: str, socket_spec: str, on_error: Action) -> None:
@@ -349,7 +301,7 @@ def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
     (found as the one socket this call opened), or None if it cannot be told apart.
     """
     Milter.set_flags(FLAGS)
-    sys.excepthook = _uncaught
+    install_excepthook()
     Milter.set_exception_policy(Milter.TEMPFAIL if on_error is Action.TEMPFAIL
                                 else Milter.CONTINUE)
     lib = Milter.milter

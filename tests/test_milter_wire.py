@@ -21,7 +21,7 @@ from conftest import write_config
 from milter_process import MilterProcess, PreforkMilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from milterproto import (  # noqa: E402
+from milterproto import (
     BODY,
     CONNECT,
     EOH,
