@@ -29,10 +29,10 @@ class Ctx(TestCtx):  # type: ignore[misc]
     """TestCtx that records quarantine (pymilter's raises NotImplemented) and negotiates with
     the action set ``offer`` (every action, as Postfix 3 offers, by default)."""
 
-    def __init__(self, offer: int = Milter.CURR_ACTS) -> None:
+    def __init__(self, offer: int = Milter.CURR_ACTS, protocol: int = 0x1FFFFF) -> None:
         super().__init__(logfile="/dev/null")
         self.quarantined: str | None = None
-        self.offer = offer
+        self.offer, self.protocol = offer, protocol
 
     def quarantine(self, reason: str) -> None:
         self.quarantined = reason
@@ -40,7 +40,7 @@ class Ctx(TestCtx):  # type: ignore[misc]
     def _negotiate(self) -> Any:
         """TestCtx's, on a fresh list (its own shares one list between all instances)."""
         self._body, self._bodyreplaced, self._priv, self._stage = None, False, None, -1
-        self._opts = [self.offer, 0x1FFFFF, 0, 0]
+        self._opts = [self.offer, self.protocol, 0, 0]
         rc = Milter.negotiate_callback(self, self._opts)
         self._protocol = self._opts[1]
         return rc
@@ -72,12 +72,13 @@ def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
     engines: list[Engine] = []
 
     def build(mode: str = "enforce", auth: str | None = "alice", ip: str = "192.0.2.10",
-              offer: int = Milter.CURR_ACTS, **kwargs: Any) -> tuple[Ctx, Source]:
+              offer: int = Milter.CURR_ACTS, protocol: int = 0x1FFFFF,
+              **kwargs: Any) -> tuple[Ctx, Source]:
         engine = Engine(make_config(tmp_path, mode=mode, **kwargs), Metrics())
         engines.append(engine)
         source = Source(engine)
         Milter.factory = lambda: MailwardenMilter(source)
-        ctx = Ctx(offer)
+        ctx = Ctx(offer, protocol)
         ctx._setsymval("i", "4XyZ1abc")
         if auth:
             ctx._setsymval("{auth_authen}", auth)
@@ -266,6 +267,7 @@ PEM = ("-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(
     ["MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"] * 12)
     + "\n-----END RSA PRIVATE KEY-----\n")
 LEAK = "[detectors.leak]\nenabled = true\n"
+V2_PROTOCOL = 0x7F  # SMFIP_NOCONNECT .. SMFIP_NOEOH: skipping steps, no "no reply" bits
 
 
 @pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::FFFF:7f00:1"])
@@ -313,9 +315,10 @@ def held_records(tmp_path: Path) -> list[Any]:
 def test_mta_that_cannot_quarantine_gets_the_fallback_and_no_hold_is_recorded(
         ctx_for, tmp_path: Path, fallback: str | None, reply: int,
         code: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """A version-2 MTA offering header additions only (no SMFIF_QUARANTINE); the default
-    fallback (tempfail) and the other one."""
-    ctx, source = ctx_for(offer=Milter.ADDHDRS)
+    """A version-2 MTA offering header additions only (no SMFIF_QUARANTINE) and none of the
+    no-reply steps of version 6; the default fallback (tempfail) and the other one."""
+    ctx, source = ctx_for(offer=Milter.ADDHDRS, protocol=V2_PROTOCOL)
+    assert ctx._protocol & ~V2_PROTOCOL == 0  # no P_NR_* asked for: every step is answered
     if fallback:
         cfg = source.engine.config
         source.engine.config = replace(cfg, milter=replace(
