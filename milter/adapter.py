@@ -88,15 +88,24 @@ class MailwardenMilter(Milter.Base):  # type: ignore[misc]
             return Milter.CONTINUE  # decided at end of message (noreply callbacks must continue)
         return self._failure_reply()
 
-    def on_unreadable_header(self, exc: UnicodeDecodeError) -> None:
-        """pymilter could not decode a header field's name (8-bit, not UTF-8) and dropped the
-        field before calling us: logged with the queue ID and counted; the rest is scanned."""
-        self._unread_headers += 1
+    def on_uncaught(self, exc: BaseException) -> None:
+        """pymilter's C layer failed before calling us, in practice on a header field whose name
+        is not UTF-8 (the field is dropped): logged with the queue ID and counted. With
+        ``on_error = "tempfail"`` the message is deferred at its end (the C layer itself only
+        continues: a tempfail there, on a step without reply, would stall the MTA), else the
+        rest of it is scanned."""
         self._queue_id = self._queue_id or self.getsymval("i") or ""
-        log.error("qid=%s header field with a non-UTF-8 name (%d bytes) could not be read and "
-                  "is left out of the scan (%s)", self._queue_id or "-", len(exc.object),
-                  exc.reason)
-        self.engine.metrics.callback_errors.labels("header").inc()
+        if isinstance(exc, UnicodeDecodeError):
+            self._unread_headers += 1
+            log.error("qid=%s header field with a non-UTF-8 name (%d bytes) could not be read "
+                      "and is left out of the scan (%s)", self._queue_id or "-",
+                      len(exc.object), exc.reason)
+            self.engine.metrics.callback_errors.labels("header").inc()
+        else:
+            log.error("qid=%s pymilter failed before a callback", self._queue_id or "-",
+                      exc_info=exc)
+        if self.engine.config.milter.on_error is Action.TEMPFAIL:
+            self._failed = "input pymilter could not read"
 
     def _failure_reply(self) -> Any:
         engine = self.engine
@@ -301,9 +310,10 @@ def listen(name: str, socket_spec: str, on_error: Action) -> int | None:
     (found as the one socket this call opened), or None if it cannot be told apart.
     """
     Milter.set_flags(FLAGS)
+    # What pymilter's C layer fails on goes to its connection, which applies on_error at the end
+    # of the message (so ``on_error`` is not libmilter's exception policy, always CONTINUE).
     install_excepthook()
-    Milter.set_exception_policy(Milter.TEMPFAIL if on_error is Action.TEMPFAIL
-                                else Milter.CONTINUE)
+    Milter.set_exception_policy(Milter.CONTINUE)
     lib = Milter.milter
     lib.set_connect_callback(Milter.connect_callback)
     lib.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))

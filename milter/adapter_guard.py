@@ -64,10 +64,10 @@ def client_address(raw: str) -> str:
 
 def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     """``sys.excepthook``, which pymilter's C layer calls (``PyErr_Print``) for an exception
-    raised before a callback runs: a header name that is not UTF-8 goes to its connection."""
+    raised before a callback runs (a header name that is not UTF-8): to its connection."""
     milter = getattr(_current, "milter", None)
-    report = getattr(milter, "on_unreadable_header", None)
-    if isinstance(exc, UnicodeDecodeError) and report is not None:
+    report = getattr(milter, "on_uncaught", None)
+    if isinstance(exc, Exception) and report is not None:
         try:
             report(exc)
             return

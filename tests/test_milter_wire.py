@@ -142,6 +142,23 @@ def test_a_header_name_that_is_not_utf8_is_logged_with_the_queue_id_and_counted(
     assert daemon.metric("mailwarden_milter_callback_errors_total", callback="header") == 1
 
 
+def test_with_on_error_tempfail_an_unreadable_header_defers_the_message_at_its_end(
+        tmp_path: Path) -> None:
+    """Not a tempfail from pymilter's C layer at the header step, which has no reply: the MTA
+    would wait for the end-of-message reply until its timeout."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[milter]\n", '[milter]\non_error = "tempfail"\n'))
+    milter = MilterProcess(config, tmp_path / "mw.sock", "enforce").start()
+    try:
+        headers = [*HEADERS, (b"X-Caf\xe9", b"value")]
+        reply, edits = Wire(milter.spec).message(b"4", "127.0.0.1", headers, b"Hello.\r\n")
+        assert reply.code == b"y" and reply.data.startswith(b"451 4.7.1"), reply
+        assert not edits
+        assert "qid=WIRE1 header field with a non-UTF-8 name" in milter.log()
+    finally:
+        milter.stop()
+
+
 def test_a_version_2_mta_without_quarantine_gets_the_fallback(daemon: MilterProcess) -> None:
     wire = Wire(daemon.spec, offer=Actions.ADDHDRS)
     assert wire.negotiated.actions == Actions.ADDHDRS
