@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import smtplib
 import threading
 import time
@@ -119,7 +121,7 @@ def kill_run(mode: str, snippet: str) -> dict[str, object]:
         killed: list[int] = []
         run_sessions(postfix.port, sessions, codes, at=len(jobs) // 3,
                      act=lambda: (killed.append(busiest_worker(milter)),
-                                  os.kill(killed[0], 9)))
+                                  os.kill(killed[0], signal.SIGKILL)))
         first = dict(codes)
         for _ in range(RETRIES):  # the client's queue: retry what was deferred
             again = [j for j in jobs if codes.get(j[0], 0) // 100 == 4]
@@ -133,6 +135,7 @@ def kill_run(mode: str, snippet: str) -> dict[str, object]:
     finally:
         postfix.remove()
         milter.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def figures(postfix: PostfixInstance, milter: PreforkMilter, jobs: list[Job],
