@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import Milter
 
-from mailwarden.adapter_guard import (
+from mailwarden.mta.adapter_guard import (
     bind_thread,
     client_address,
     guarded,

@@ -1,4 +1,4 @@
-"""What keeps each milter callback safe, beside the adapter (:mod:`mailwarden.adapter`).
+"""What keeps each milter callback safe, beside the adapter (:mod:`mailwarden.mta.adapter`).
 
 :func:`guarded` wraps a callback so that nothing it raises reaches libmilter; :func:`_uncaught`
 (installed as ``sys.excepthook`` by :func:`install_excepthook`) catches what pymilter's C layer
