@@ -24,6 +24,7 @@ from mailwarden.verdict import Action, Confidence, Direction
 DEFAULT_PATH = Path("/etc/mailwarden/mailwarden.toml")
 DEFAULT_SOCKET = "unix:/run/mailwarden/mailwarden.sock"
 MODES = ("observe", "enforce")
+QUARANTINE_FALLBACKS = ("tempfail", "reject")
 ENGINE_KEYS = ("enabled", "required", "weight")
 
 
@@ -44,6 +45,9 @@ class MilterConfig:
     workers: int
     processes: int
     name: str
+    # When the MTA did not offer the quarantine action (negotiated per connection): what a
+    # message the policy would hold gets instead (tempfail or reject), never a plain accept.
+    quarantine_fallback: Action = Action.TEMPFAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +203,7 @@ def _milter(opts: Options) -> MilterConfig:
     if not socket.startswith(("unix:", "local:", "inet:", "inet6:")):
         raise opts.error("socket", f"must look like unix:/path or inet:PORT@HOST, got {socket!r}")
     on_error = opts.get_str("on_error", "accept", ("accept", "tempfail"))
+    fallback = opts.get_str("quarantine_fallback", "tempfail", QUARANTINE_FALLBACKS)
     config = MilterConfig(
         socket=socket,
         mode=opts.get_str("mode", "observe", MODES),
@@ -211,6 +216,7 @@ def _milter(opts: Options) -> MilterConfig:
         workers=opts.get_int("workers", 8, minimum=1),
         processes=opts.get_int("processes", 0, minimum=0),
         name=opts.get_str("name", "mailwarden"),
+        quarantine_fallback=Action(fallback),
     )
     opts.finish()
     return config

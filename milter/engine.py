@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailwarden.config import Config, DetectorConfig
@@ -80,6 +81,8 @@ class Engine:
             addr = ipaddress.ip_address(client_addr.strip("[]").removeprefix("IPv6:"))
         except ValueError:
             return Direction.INBOUND
+        # ::ffff:a.b.c.d (a dual-stack MTA's IPv4 client) must match the IPv4 networks
+        addr = getattr(addr, "ipv4_mapped", None) or addr
         nets = self.config.milter.internal_networks
         return Direction.OUTBOUND if any(addr in n for n in nets) else Direction.INBOUND
 
@@ -127,11 +130,17 @@ class Engine:
                              for f in findings)
         return DetectorResult(result.detector, result.scores, findings, result.error, elapsed)
 
-    def scan_within_budget(self, message: Message) -> Decision:
+    def scan_within_budget(self, message: Message,
+                           adjust: Callable[[Decision], Decision] | None = None) -> Decision:
         """:meth:`scan` on a worker thread, cut off after ``timeout_seconds`` (fail by policy);
-        the final decision then goes to every sink (audit, notifications, quarantine records)."""
+        the final decision then goes to every sink (audit, notifications, quarantine records).
+        ``adjust`` (the adapter's: what this MTA connection can do) may rewrite the decision
+        first, so the sinks record what is applied (no quarantine record for a hold the MTA
+        cannot do)."""
         started = time.monotonic()
         decision = self._exempt(message) or self._scan_or_fail(message)
+        if adjust is not None:
+            decision = adjust(decision)
         scanned = time.monotonic()
         deliver(self.sinks, message, decision, self._sink_failed)
         done = time.monotonic()

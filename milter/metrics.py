@@ -136,6 +136,10 @@ class Metrics:
         self.model_info = Gauge(
             "model_info", "Loaded models (value 1) with their version and training date",
             ["detector", "model", "version", "trained"], namespace=NAMESPACE, registry=r)
+        self.quarantine_fallbacks = Counter(
+            "quarantine_fallbacks", "Messages the policy would hold, answered with the "
+            "configured fallback because the MTA did not offer the quarantine action",
+            ["action"], namespace=NAMESPACE, registry=r)
         self.reloads = Counter(
             "config_reloads", "Configuration reloads by result", ["result"],
             namespace=NAMESPACE, registry=r)
@@ -168,6 +172,8 @@ class Metrics:
             self.anomalies.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        for fallback in (Action.TEMPFAIL, Action.REJECT):
+            self.quarantine_fallbacks.labels(fallback.value)
         for result in ("written", "failed"):
             self.audit_records.labels(result)
         for result in ("queued", "duplicate", "dropped"):

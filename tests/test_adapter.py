@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,34 @@ from Milter.testctx import TestCtx
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
 from mailwarden.mta.adapter import MailwardenMilter
+from mailwarden.options import ConfigError
+from mailwarden.verdict import Action
 
-from conftest import make_config, message_bytes
+from conftest import config_text, make_config, message_bytes
 
 TestCtx.__test__ = False  # not a test class (pytest would try to collect it)
 OK = (Milter.CONTINUE, Milter.NOREPLY)
 
 
 class Ctx(TestCtx):  # type: ignore[misc]
-    """TestCtx that records quarantine (pymilter's raises NotImplemented)."""
+    """TestCtx that records quarantine (pymilter's raises NotImplemented) and negotiates with
+    the action set ``offer`` (every action, as Postfix 3 offers, by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, offer: int = Milter.CURR_ACTS, protocol: int = 0x1FFFFF) -> None:
         super().__init__(logfile="/dev/null")
         self.quarantined: str | None = None
+        self.offer, self.protocol = offer, protocol
 
     def quarantine(self, reason: str) -> None:
         self.quarantined = reason
+
+    def _negotiate(self) -> Any:
+        """TestCtx's, on a fresh list (its own shares one list between all instances)."""
+        self._body, self._bodyreplaced, self._priv, self._stage = None, False, None, -1
+        self._opts = [self.offer, self.protocol, 0, 0]
+        rc = Milter.negotiate_callback(self, self._opts)
+        self._protocol = self._opts[1]
+        return rc
 
     def _connect(self, host: str = "localhost", helo: str = "x", ip: str = "127.0.0.1") -> Any:
         """Like TestCtx._connect, but with libmilter's (address, port) tuple and no-reply."""
@@ -59,12 +72,13 @@ def ctx_for(tmp_path: Path):  # type: ignore[no-untyped-def]
     engines: list[Engine] = []
 
     def build(mode: str = "enforce", auth: str | None = "alice", ip: str = "192.0.2.10",
+              offer: int = Milter.CURR_ACTS, protocol: int = 0x1FFFFF,
               **kwargs: Any) -> tuple[Ctx, Source]:
         engine = Engine(make_config(tmp_path, mode=mode, **kwargs), Metrics())
         engines.append(engine)
         source = Source(engine)
         Milter.factory = lambda: MailwardenMilter(source)
-        ctx = Ctx()
+        ctx = Ctx(offer, protocol)
         ctx._setsymval("i", "4XyZ1abc")
         if auth:
             ctx._setsymval("{auth_authen}", auth)
@@ -175,10 +189,6 @@ def test_exception_in_callback_fails_open(ctx_for, monkeypatch) -> None:  # type
 
 
 def test_exception_with_tempfail_policy(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    from mailwarden.verdict import Action
-
     ctx, source = ctx_for()
     cfg = source.engine.config
     source.engine.config = replace(cfg, milter=replace(cfg.milter, on_error=Action.TEMPFAIL))
@@ -251,3 +261,100 @@ def test_header_fast_path_answers_noreply_only_when_negotiated(ctx_for) -> None:
     assert milter.header_bytes("Subject", b"x") == Milter.NOREPLY
     milter._protocol = 0
     assert milter.header_bytes("Subject", b"x") == Milter.CONTINUE
+
+
+PEM = ("-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(
+    ["MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"] * 12)
+    + "\n-----END RSA PRIVATE KEY-----\n")
+LEAK = "[detectors.leak]\nenabled = true\n"
+V2_PROTOCOL = 0x7F  # SMFIP_NOCONNECT .. SMFIP_NOEOH: skipping steps, no "no reply" bits
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::FFFF:7f00:1"])
+def test_private_key_from_an_internal_client_is_held_whatever_its_spelling(
+        ctx_for, ip: str) -> None:  # type: ignore[no-untyped-def]
+    """A dual-stack MTA reports an IPv4 client as ::ffff:a.b.c.d (family 6): it must match
+    127.0.0.0/8 like 127.0.0.1, or an unauthenticated internal client's leak goes out."""
+    ctx, source = ctx_for(auth=None, ip=ip, extra=LEAK)
+    assert feed(ctx, message_bytes(body="Here is the key\n" + PEM)) == Milter.ACCEPT
+    assert ctx.quarantined is not None, ip
+    assert "private_key" in ctx._msg["X-Mailwarden-Findings"]
+    assert source.engine.metrics.registry.get_sample_value("mailwarden_messages_total", {
+        "action": "quarantine", "verdict": "quarantine", "direction": "outbound",
+        "mode": "enforce"}) == 1.0
+
+
+def test_external_mapped_client_stays_inbound(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for(auth=None, ip="::ffff:192.0.2.10", extra=LEAK)
+    assert feed(ctx, message_bytes(body="Here is the key\n" + PEM)) == Milter.ACCEPT
+    assert ctx.quarantined is None  # inbound: no thresholds by default
+
+
+def test_negotiation_requests_only_the_three_actions_used(ctx_for) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert ctx._opts[0] == Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+    ctx, _ = ctx_for(offer=Milter.ADDHDRS | Milter.QUARANTINE | Milter.CHGFROM)
+    assert ctx._opts[0] == Milter.ADDHDRS | Milter.QUARANTINE  # never more than offered
+
+
+def held_records(tmp_path: Path) -> list[Any]:
+    from mailwarden.quarantine.store import FILENAME, QuarantineStore
+
+    path = tmp_path / "state" / FILENAME
+    if not path.exists():
+        return []
+    store = QuarantineStore(path, create=False)
+    try:
+        return store.records()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("fallback", "reply", "code"), [
+    (None, Milter.TEMPFAIL, ("451", "4.7.1")), ("reject", Milter.REJECT, ("550", "5.7.1"))])
+def test_mta_that_cannot_quarantine_gets_the_fallback_and_no_hold_is_recorded(
+        ctx_for, tmp_path: Path, fallback: str | None, reply: int,
+        code: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """A version-2 MTA offering header additions only (no SMFIF_QUARANTINE) and none of the
+    no-reply steps of version 6; the default fallback (tempfail) and the other one."""
+    ctx, source = ctx_for(offer=Milter.ADDHDRS, protocol=V2_PROTOCOL)
+    assert ctx._protocol & ~V2_PROTOCOL == 0  # no P_NR_* asked for: every step is answered
+    if fallback:
+        cfg = source.engine.config
+        source.engine.config = replace(cfg, milter=replace(
+            cfg.milter, quarantine_fallback=Action(fallback)))
+    assert ctx._opts[0] == Milter.ADDHDRS
+    assert feed(ctx, message_bytes(marker="quarantine")) == reply
+    assert ctx._reply[:2] == code and "ref MW-" in ctx._reply[2]
+    assert ctx.quarantined is None
+    assert held_records(tmp_path) == []  # the review list shows no hold that did not happen
+    assert source.engine.metrics.registry.get_sample_value(
+        "mailwarden_quarantine_fallbacks_total", {"action": (fallback or "tempfail")}) == 1.0
+    assert feed(ctx, message_bytes()) == Milter.ACCEPT  # clean mail still gets its headers
+    assert ctx._msg["X-Mailwarden-Verdict"].startswith("accept; mode=enforce")
+
+
+def test_mta_that_can_quarantine_records_the_hold(ctx_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    assert feed(ctx, message_bytes(marker="quarantine")) == Milter.ACCEPT
+    assert ctx.quarantined is not None
+    assert [r.queue_id for r in held_records(tmp_path)] == ["4XyZ1abc"]
+
+
+def test_a_refused_quarantine_request_is_not_a_plain_accept(ctx_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ctx_for()
+    monkeypatch.setattr(ctx, "quarantine", lambda reason: (_ for _ in ()).throw(
+        Milter.milter.error("cannot quarantine")))
+    assert feed(ctx, message_bytes(marker="quarantine")) == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.7.1")
+
+
+def test_quarantine_fallback_is_validated_with_key_and_line(tmp_path: Path) -> None:
+    from mailwarden.config import load_config
+
+    assert make_config(tmp_path).milter.quarantine_fallback is Action.TEMPFAIL  # the default
+    text = config_text(tmp_path).replace("[milter]\n", '[milter]\nquarantine_fallback = "accept"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "x.toml", text=text)
+    assert err.value.key == "milter.quarantine_fallback" and err.value.line is not None
+    assert "tempfail, reject" in str(err.value)

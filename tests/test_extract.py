@@ -288,9 +288,13 @@ def test_limits_parts_depth_size_members_time() -> None:
 
 
 def test_text_budget_truncates_and_says_so() -> None:
-    e = extract(as_message(mail("y" * 500)), ExtractLimits(max_text_chars=100))
-    assert len(e.text()) == 100
-    assert any("truncated" in r for _, r in e.unscannable)
+    """The budget bounds attachment text; the body's own text is bounded by its size."""
+    msg = mail("y" * 500)
+    attach(msg, b"z" * 500, "notes.txt", "plain")
+    e = extract(as_message(msg), ExtractLimits(max_text_chars=100))
+    assert texts(e)["body"] == "y" * 500
+    assert len(texts(e)["attachment:notes.txt"]) == 100
+    assert dict(e.unscannable)["attachment:notes.txt"].startswith("text truncated")
 
 
 def test_truncated_message_is_reported() -> None:

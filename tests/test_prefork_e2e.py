@@ -92,9 +92,13 @@ def test_sighup_reloads_every_worker_without_losing_mail(stack) -> None:  # type
         send(postfix, message_bytes(subject=f"pf-reload-{i}"))
     for i in range(6):
         delivered_with(postfix, f"pf-reload-{i}")
-    wait_for(lambda: milter.metric("mailwarden_config_reloads_total",
-                                   result="success") == before + 2)  # one per worker
-    assert milter.log().count("configuration and models reloaded") >= 2
+    # counted once per SIGHUP (by worker 0), not once per worker, and logged once with the mode
+    wait_for(lambda: milter.log().count("configuration and models reloaded") == 1)
+    time.sleep(1.0)  # the other worker's reload has finished too
+    assert milter.metric("mailwarden_config_reloads_total", result="success") == before + 1
+    reloaded = [line for line in milter.log().splitlines() if "models reloaded" in line]
+    assert len(reloaded) == 1 and "mode=enforce" in reloaded[0], reloaded
+    assert milter.log().count("SIGHUP: reloading 2 worker(s)") == 1
 
 
 def test_a_killed_worker_is_replaced_and_mail_keeps_flowing(stack) -> None:  # type: ignore[no-untyped-def]
@@ -140,3 +144,20 @@ def test_a_required_detector_that_cannot_load_fails_the_start_with_status_2(
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "required detector unavailable" in done.stderr
+
+
+def test_start_and_stop_lines_are_logged_once_not_per_worker(tmp_path: Path) -> None:
+    extra = "[detectors.content]\nenabled = true\n"  # no models under tmp_path: a warning
+    root = public_tmpdir("mw-prefork-once-")
+    milter = PreforkMilter(write_config(root, extra=extra), root / "mw.sock")
+    try:
+        milter.start()
+        wait_for(lambda: "detector content disabled" in milter.log())
+        time.sleep(1.0)  # both workers have built their engines (start() waited for both)
+        assert milter.stop() == 0
+        log = milter.log()
+        assert log.count("detector content disabled") == 1, log
+        assert log.count("stopping: no new connections") == 1, log
+    finally:
+        milter.kill()
+        shutil.rmtree(root, ignore_errors=True)

@@ -53,7 +53,11 @@ class ExtractLimits:
     max_ratio: float = 200.0  # uncompressed / compressed size of one member (zip bombs)
     ratio_floor_bytes: int = 1 * MiB  # the ratio is only checked above this uncompressed size
     max_archive_bytes: int = 40 * MiB  # declared uncompressed size of one archive's members
-    max_text_chars: int = 4_000_000  # text kept for the detectors, whole message
+    # Text kept for the detectors from attachments (documents, archives, attached messages),
+    # which can expand far beyond the message. The message's own body text is not counted: it
+    # can be no longer than the bytes received (max_scan_bytes), so a large plain-text body is
+    # scanned whole instead of being cut and reported unscannable.
+    max_text_chars: int = 4_000_000
     max_seconds: float = 3.0  # wall time for one extraction (checked between parts and pages)
 
 
@@ -107,6 +111,9 @@ class Collector:
     def add(self, location: str, text: str, kind: str) -> None:
         text = normalise(text)
         if not text.strip():
+            return
+        if kind in ("body", "html"):  # the message's own text: bounded by its size already
+            self.parts.append(TextPart(location, text, kind))
             return
         room = self.limits.max_text_chars - self.chars
         if len(text) > room:

@@ -7,7 +7,12 @@ which does not block them). A reload builds a complete new engine first and swap
 loads; a failed reload keeps the old engine and is logged and counted. Connections in flight keep
 the engine they started with; the old engine is closed once its grace period has passed. With
 ``processes`` above 1 the same loop runs in each worker of a pre-fork supervisor
-(:mod:`mailwarden.mta.prefork`), which owns the socket and the metrics port.
+(:mod:`mailwarden.mta.prefork`), which owns the socket and the metrics port; there worker 0 speaks
+for
+all at start, reload and stop (one log line, one ``config_reloads_total`` count per SIGHUP) and
+the other workers log only errors then. SIGTERM removes the unix socket file and returns as soon
+as no session is in flight (libmilter's accept loop is not waited for: ``smfi_stop`` takes effect
+only at its next poll timeout, up to 5 s later).
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from mailwarden.mta import adapter
 from mailwarden.options import ConfigError
 
 log = logging.getLogger("mailwarden.mta.daemon")
+_lifecycle = threading.local()  # .quiet: this thread builds an engine in a silent worker
+
+
+class _QuietLifecycle(logging.Filter):
+    """Drops records below ERROR logged while this thread builds an engine (start, reload) in a
+    pre-fork worker other than worker 0: worker 0 logs the same lines once for all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not getattr(_lifecycle, "quiet", False)
+
+
+def _install_quiet_filter() -> None:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietLifecycle) for f in handler.filters):
+            handler.addFilter(_QuietLifecycle())
 
 
 class Runtime:
@@ -39,7 +59,14 @@ class Runtime:
         self._lock = threading.Lock()
         self._sessions = 0
         freeze_long_lived()  # the imports; the engine stays collectable (reloads replace it)
-        self._engine = Engine(self.load(), metrics)
+        self.announces = int(str(overrides.get("worker_index") or 0)) == 0
+        if not self.announces:
+            _install_quiet_filter()
+        _lifecycle.quiet = not self.announces
+        try:
+            self._engine = Engine(self.load(), metrics)
+        finally:
+            _lifecycle.quiet = False
 
     @property
     def engine(self) -> Engine:
@@ -50,19 +77,34 @@ class Runtime:
         return apply_overrides(config, self._overrides)
 
     def reload(self) -> bool:
+        """Build a new engine and swap it in; in pre-fork mode only worker 0 counts the reload
+        (``config_reloads_total`` is summed over the workers) and logs its success."""
+        _lifecycle.quiet = not self.announces
         try:
             new = Engine(self.load(), self.metrics)
         except (ConfigError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
-            self.metrics.reloads.labels("failure").inc()
+            self._count_reload("failure")
             return False
+        finally:
+            _lifecycle.quiet = False
         with self._lock:
             old, self._engine = self._engine, new
         grace = old.config.milter.timeout_seconds * 2 + 1
-        threading.Timer(grace, old.close).start()
-        self.metrics.reloads.labels("success").inc()
-        log.info("configuration and models reloaded (%d detectors)", len(new.detectors))
+        timer = threading.Timer(grace, old.close)
+        timer.daemon = True  # a stop soon after a reload must not wait for it
+        timer.start()
+        self._count_reload("success")
+        if self.announces:
+            milter = new.config.milter
+            log.info("configuration and models reloaded: mode=%s, on_error=%s, detectors=%s",
+                     milter.mode, milter.on_error.value,
+                     ",".join(d.name for d in new.detectors) or "none")
         return True
+
+    def _count_reload(self, result: str) -> None:
+        if self.announces:
+            self.metrics.reloads.labels(result).inc()
 
     def session_started(self) -> None:
         with self._lock:
@@ -98,10 +140,11 @@ def listen(config: Config) -> bool:
     return True
 
 
-def serve_until_stopped(runtime: Runtime,
-                        parent_alive: Callable[[], bool] | None = None) -> int:
+def serve_until_stopped(runtime: Runtime, parent_alive: Callable[[], bool] | None = None,
+                        on_stop: Callable[[], object] | None = None) -> int:
     """libmilter's loop (on the socket :func:`adapter.listen` opened) on a background thread
-    until SIGTERM/SIGINT, then drain; the single-process daemon and each pre-fork worker."""
+    until SIGTERM/SIGINT, then ``on_stop`` (remove the socket file) and drain; the
+    single-process daemon and each pre-fork worker."""
     stopping = threading.Event()
     done = threading.Event()
     thread = threading.Thread(target=_serve, args=(runtime, done), name="libmilter", daemon=True)
@@ -112,6 +155,8 @@ def serve_until_stopped(runtime: Runtime,
         if parent_alive is not None and not parent_alive():
             log.error("supervisor process is gone: stopping")
             stopping.set()
+    if on_stop is not None:
+        on_stop()
     return _drain(runtime, thread, done)
 
 
@@ -139,11 +184,17 @@ def _install_signals(runtime: Runtime, stopping: threading.Event) -> None:
 def _drain(runtime: Runtime, thread: threading.Thread, done: threading.Event) -> int:
     failed = done.is_set()  # the loop ended by itself: it could not start or crashed
     if not failed:
-        log.info("stopping: no new connections, draining %d session(s)", runtime.sessions)
-        adapter.stop()
+        if runtime.announces or runtime.sessions:
+            log.info("stopping: no new connections, draining %d session(s)", runtime.sessions)
+        # smfi_stop() waits for libmilter's listener lock, held through each poll of up to 5 s
+        threading.Thread(target=adapter.stop, name="milter-stop", daemon=True).start()
     deadline = time.monotonic() + runtime.engine.config.milter.timeout_seconds + 5
-    while runtime.sessions > 0 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if runtime.sessions == 0:
+            time.sleep(0.05)  # one accepted just before stop() may still be starting
+            if runtime.sessions == 0:
+                break
         time.sleep(0.05)
-    thread.join(timeout=2)
+    thread.join(timeout=0.1)  # libmilter sees stop() at its next poll timeout (5 s): not awaited
     runtime.engine.close()
     return 1 if failed else 0

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from mailwarden.config import apply_overrides, load_config, worker_processes
 from mailwarden.metrics import Metrics
 from mailwarden.mta.daemon import Runtime, listen, serve_until_stopped
 from mailwarden.mta.prefork import run_prefork
+from mailwarden.mta.sockets import file_identity, remove_socket_file, socket_file
 
 log = logging.getLogger("mailwarden.mta.main")
 
@@ -38,10 +38,12 @@ def run(config_path: str | None, overrides: dict[str, object], umask: int = 0o00
         return 1
     log.info("listening on %s, mode=%s, detectors=%s", config.milter.socket, config.milter.mode,
              ",".join(d.name for d in runtime.engine.detectors) or "none")
-    return serve_until_stopped(runtime)
+    path = socket_file(config.milter.socket)
+    identity = file_identity(path)
+    return serve_until_stopped(runtime, on_stop=lambda: remove_socket_file(path, identity))
 
 
 def _prepare_socket(spec: str) -> None:
-    if spec.startswith(("unix:", "local:")):
-        path = Path(spec.split(":", 1)[1])
+    path = socket_file(spec)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,10 @@ runs libmilter's accept loop on the inherited socket, exactly like a single-proc
 (:func:`mailwarden.mta.daemon.serve_until_stopped`). The parent stays single-threaded: it forwards
 SIGHUP (reload) and SIGTERM/SIGINT (drain) to the workers, restarts a worker that dies, and serves
 the one metrics port, merging the workers' metrics at each scrape
-(:mod:`mailwarden.mta.prefork_metrics`). A worker stops when the parent goes away.
+(:mod:`mailwarden.mta.prefork_metrics`). A worker stops when the parent goes away. Start, reload and
+stop are logged once: by the parent, and by worker 0 for what each worker does (the others log
+errors only), and worker 0 alone counts reloads. On SIGTERM the parent removes the unix socket
+file before signalling the workers, so the MTA sees at once that nobody new will be served.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from mailwarden.mta.prefork_metrics import (
     send_frame,
     start_answering,
 )
-from mailwarden.mta.sockets import set_nonblocking
+from mailwarden.mta.sockets import file_identity, remove_socket_file, set_nonblocking, socket_file
 
 log = logging.getLogger("mailwarden.mta.prefork")
 READY_TIMEOUT = 300.0  # model loading on a slow disk
@@ -81,6 +84,8 @@ class Supervisor:
                             namespace=NAMESPACE, registry=self.registry)
         self.registry.register(_Merged(self))
         self._http: HTTPServer | None = None
+        self._socket_file = socket_file(config.milter.socket)
+        self._socket_identity = file_identity(self._socket_file)
 
     # --- workers -------------------------------------------------------------------------
     def spawn(self, index: int) -> Worker:
@@ -191,7 +196,8 @@ class Supervisor:
                 time.sleep(0.2)
             if self._hup:
                 self._hup = False
-                log.info("SIGHUP: reloading %d worker(s)", len(self.workers))
+                log.info("SIGHUP: reloading %d worker(s) (worker 0 reports the result)",
+                         len(self.workers))
                 self.signal_all(signal.SIGHUP)
             self.reap()
             self.respawn_due()
@@ -199,6 +205,7 @@ class Supervisor:
     def drain(self) -> int:
         """SIGTERM every worker, wait for their drains, kill stragglers; exit status."""
         self._stopping = True
+        remove_socket_file(self._socket_file, self._socket_identity)
         log.info("stopping: draining %d worker(s)", len(self.workers))
         self.signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.config.milter.timeout_seconds + 15

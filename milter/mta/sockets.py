@@ -2,7 +2,8 @@
 
 The adapter opens the listening socket through libmilter, which does not hand out its
 descriptor; these find it (the one socket a call opened), switch off Nagle's algorithm on TCP
-listeners and make a listener non-blocking for pre-fork workers (:mod:`mailwarden.mta.prefork`).
+listeners, make a listener non-blocking for pre-fork workers (:mod:`mailwarden.mta.prefork`) and
+remove the unix socket file at shutdown (the one this process created, not a successor's).
 """
 
 from __future__ import annotations
@@ -42,3 +43,32 @@ def set_nonblocking(fd: int) -> None:
     """O_NONBLOCK on the open file description (shared by every process that inherited it)."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+
+def socket_file(spec: str) -> Path | None:
+    """The file of a ``unix:``/``local:`` milter socket spec (None for TCP)."""
+    if spec.startswith(("unix:", "local:")):
+        return Path(spec.split(":", 1)[1])
+    return None
+
+
+def file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of the socket file just created, to remove that file and no other."""
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if info is not None else None
+
+
+def remove_socket_file(path: Path | None, identity: tuple[int, int] | None) -> bool:
+    """Unlink the socket file this process created, unless another one has replaced it (a new
+    daemon already started on the same path). libmilter only does it when not root, and only
+    once its accept loop has noticed the stop (up to 5 s later)."""
+    if path is None or identity is None or file_identity(path) != identity:
+        return False
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
