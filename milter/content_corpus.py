@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailwarden.detectors.phish_cues import message_cues, text_cues
 from mailwarden.message import Envelope, Message
 from mailwarden.sources import iter_sources
 
@@ -45,11 +46,12 @@ _CUES = tuple(re.compile(p, re.IGNORECASE) for p in PHISHING_CUES)
 
 @dataclass(frozen=True, slots=True)
 class Doc:
-    """One labelled document: where it came from, the sha256 of its bytes and its text."""
+    """One labelled document: where it came from, the sha256 of its bytes, its text and cues."""
 
     source: str
     digest: str
     text: str
+    cues: frozenset[str] = frozenset()
 
 
 def message_from_bytes(raw: bytes, source: str = "corpus") -> Message:
@@ -66,13 +68,22 @@ def load_docs(paths: Iterable[str | Path], text: Callable[[Message], str]) -> li
         if digest in seen:
             continue
         seen.add(digest)
-        docs.append(Doc(raw.source, digest, text(message_from_bytes(raw.data, raw.source))))
+        docs.append(message_doc(raw.data, raw.source, text, digest))
     return docs
+
+
+def message_doc(raw: bytes, source: str, text: Callable[[Message], str],
+                digest: str = "") -> Doc:
+    """A :class:`Doc` through the detector's own message path (text and cues)."""
+    message = message_from_bytes(raw, source)
+    body = text(message)
+    return Doc(source, digest or hashlib.sha256(raw).hexdigest(), body,
+               message_cues(message, body))
 
 
 def text_doc(text: str, source: str) -> Doc:
     """A :class:`Doc` for generated text (its digest is the sha256 of the UTF-8 text)."""
-    return Doc(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), text)
+    return Doc(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), text, text_cues(text))
 
 
 def is_held_out(digest: str, seed: int, holdout_percent: int) -> bool:

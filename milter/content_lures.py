@@ -7,15 +7,22 @@ documented phishing themes (account verification and lock-out, unusual sign-in, 
 parcel delivery fees, invoices and shared documents, payroll, tax refunds, prizes, crypto wallets),
 with brands, amounts, deadlines and link placeholders as random slots. As in
 :mod:`mailwarden.content_synth`, every fifth template sentence is reserved for
-``phrasing="unseen"``. Limits: English only, template vocabulary, no real URLs or HTML.
+``phrasing="unseen"``. Each lure is a whole MIME message read through the detector's own message
+path (:func:`mailwarden.content_corpus.message_doc`): plain text, or HTML whose action link may
+show another domain than its target, point to an IP, punycode or shortener host, with a brand
+display name on an unrelated sender domain, and now and then an attached HTML page holding a
+password form (:mod:`mailwarden.content_lure_mime`). Limits: English only, template vocabulary,
+made-up domains, structure drawn from fixed shares (a prior, not measured phishing).
 """
 
 from __future__ import annotations
 
 import random
 
-from mailwarden.content_corpus import Doc, text_doc
+from mailwarden.content_corpus import Doc, message_doc
+from mailwarden.content_lure_mime import lure_message
 from mailwarden.content_synth import PEOPLE
+from mailwarden.detectors.content import text_function
 
 BRANDS = ("Microsoft", "Office 365", "Outlook", "PayPal", "Netflix", "Amazon", "DHL", "FedEx",
           "Apple", "Chase", "Wells Fargo", "DocuSign", "Coinbase", "Binance", "WeTransfer",
@@ -98,7 +105,8 @@ def lure_docs(seed: int, count: int, phrasing: str = "train") -> list[Doc]:
     rng = random.Random(f"{seed}:lure:{phrasing}")
     pool = {t: _phrasing(s, phrasing) for t, s in LURES.items()}
     name = f"synthetic:lure:{seed}:{phrasing}"
-    return [text_doc(_lure(rng, pool), f"{name}:{i}") for i in range(count)]
+    text = text_function()
+    return [message_doc(_lure(rng, pool), f"{name}:{i}", text) for i in range(count)]
 
 
 def _phrasing(sentences: tuple[str, ...], phrasing: str) -> tuple[str, ...]:
@@ -108,16 +116,17 @@ def _phrasing(sentences: tuple[str, ...], phrasing: str) -> tuple[str, ...]:
     return tuple(s for i, s in enumerate(sentences) if (i % 5 == 4) == unseen)
 
 
-def _lure(rng: random.Random, pool: dict[str, tuple[str, ...]]) -> str:
+def _lure(rng: random.Random, pool: dict[str, tuple[str, ...]]) -> bytes:
     slots = _slots(rng)
     lines = [rng.choice(("Dear customer,", "Dear {first},", "Hello {first},", "Dear user,"))]
     for topic in rng.sample(sorted(pool), k=rng.randint(1, 2)):
         count = min(len(pool[topic]), rng.randint(1, 3))
         lines.extend(rng.sample(pool[topic], k=count))
-    lines.append(rng.choice(ACTIONS))
-    lines.append(rng.choice(SIGNATURES))
-    subject = rng.choice(SUBJECTS)
-    return "\n\n".join([subject, *lines]).format(**slots)
+    action = rng.choice(ACTIONS).format(**slots)
+    signature = rng.choice(SIGNATURES).format(**slots)
+    subject = rng.choice(SUBJECTS).format(**slots)
+    body = [line.format(**slots) for line in lines]
+    return lure_message(rng, slots, subject, body, action, signature)
 
 
 def _slots(rng: random.Random) -> dict[str, str]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from mailwarden import content_corpus as corpus
 from mailwarden import content_models as cm
+from mailwarden import content_stacking as stacking
 from mailwarden.content_lures import lure_docs
 from mailwarden.content_synth import synthetic_docs
 from mailwarden.detectors.content import DEFAULT_THRESHOLD, text_function, text_source
@@ -228,9 +229,18 @@ def train_type(data: TypeData, tokens: Callable[[Sequence[corpus.Doc]], list[lis
     diff = cm.max_difference(model, pipe, x)
     if diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"{data.kind}: portable export differs from scikit-learn by {diff}")
+    stack = None
+    if data.kind in stacking.STACKED_TYPES:
+        stack, info = stacking.fit_stack(best, x, train_docs, y, config.seed, config.folds)
+        model.manifest["stack"] = {**stack.as_manifest(), **info}
+    test_docs = [*data.test_pos, *data.test_neg]
     test_y = np.array([1] * len(data.test_pos) + [0] * len(data.test_neg))
-    p = model.probabilities(tokens([*data.test_pos, *data.test_neg]))
-    held_out = {str(t): cm.binary_metrics(test_y, p, t) for t in (0.5, DEFAULT_THRESHOLD)}
+    p = model.probabilities(tokens(test_docs))
+    if stack is not None:
+        p = np.array([stack.probability(float(v), d.cues) for v, d in zip(p, test_docs,
+                                                                          strict=True)])
+    cuts = (0.5, DEFAULT_THRESHOLD) if stack is None else (0.5, DEFAULT_THRESHOLD, stack.threshold)
+    held_out = {str(t): cm.binary_metrics(test_y, p, t) for t in cuts}
     model.manifest["metrics"] = {"cross_validation": table, "export_max_abs_difference": diff,
                                  "held_out": held_out}
     save(model, out_dir)
