@@ -5,7 +5,8 @@ It sits beside :mod:`mailwarden.detectors.content`: from the parsed message (no 
 whose visible text names another domain than their target, credential forms and login-page lures,
 IP-address, punycode and URL-shortener hosts, a From display name naming a brand or domain the
 address does not belong to, attachments that are HTML pages (or SVG with script), and urgency and
-credential wording in the detector's text. The result is memoised on the message and is only a set
+credential wording in the detector's text, a Reply-To on another domain than From, and text
+hidden from the reader (zero-size or invisible HTML, zero-width characters). The result is memoised on the message and is only a set
 of cue names, so it can be put in a finding's evidence without any content or URL.
 """
 
@@ -22,7 +23,8 @@ from mailwarden.message import Message, decode_header_text
 
 CUES: tuple[str, ...] = (
     "link_mismatch", "credential_form", "login_lure", "ip_host", "punycode_host", "shortener",
-    "display_name_mismatch", "html_attachment", "urgency", "credential_text",
+    "display_name_mismatch", "reply_to_mismatch", "html_attachment", "hidden_text", "urgency",
+    "credential_text",
 )
 MEMO = "content.cues"
 MAX_PARTS = 100
@@ -59,6 +61,11 @@ _ANCHOR = re.compile(r"<a\b([^>]{0,2000})>(.{0,2000}?)</a\s*>", re.IGNORECASE | 
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 _PASSWORD = re.compile(r"""<input\b[^>]{0,2000}?\btype\s*=\s*["']?password""", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
+# Text a reader does not see: zero-size or invisible styles holding text, zero-width characters.
+_HIDDEN = re.compile(r"""style\s*=\s*["'][^"']{0,300}?(?:font-size\s*:\s*0(?:px|pt|em)?\s*[;"']|"""
+                     r"""display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0+)?\s*[;"'])"""
+                     r"""[^>]{0,300}>[^<]{8,}""", re.IGNORECASE)
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]\\w|\\w[\u200b\u200c\u200d\u2060]")
 _URL = re.compile(r"\bhttps?://[^\s<>\"')\]]{1,500}", re.IGNORECASE)
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _LURE_ANCHOR = re.compile(
@@ -104,6 +111,7 @@ def structure_cues(message: Message) -> frozenset[str]:
     out: set[str] = set()
     try:
         out |= sender_cues(message.header("From") or "")
+        out |= reply_cues(message.header("From") or "", message.header("Reply-To") or "")
         for count, part in enumerate(message.parsed.walk()):
             if count >= MAX_PARTS:
                 break
@@ -132,6 +140,8 @@ def part_cues(part: email.message.Message) -> set[str]:
     if is_html or is_svg:
         return out | html_cues(markup)
     if not attached:
+        if _ZERO_WIDTH.search(markup):
+            out.add("hidden_text")
         out |= host_cues(m.group(0) for m in _URL.finditer(markup[:MAX_HTML_CHARS]))
     return out
 
@@ -139,6 +149,8 @@ def part_cues(part: email.message.Message) -> set[str]:
 def html_cues(markup: str) -> set[str]:
     """Link, form and host cues of one HTML document."""
     out: set[str] = set()
+    if _HIDDEN.search(markup) or _ZERO_WIDTH.search(markup):
+        out.add("hidden_text")
     if _PASSWORD.search(markup):
         out.add("credential_form")
     hrefs: list[str] = []
@@ -188,6 +200,17 @@ def sender_cues(from_header: str) -> set[str]:
         brand = re.sub(r"[^a-z0-9]", "", match.group(1).lower().replace("ú", "u"))
         if brand not in squashed:
             return {"display_name_mismatch"}
+    return set()
+
+
+def reply_cues(from_header: str, reply_to: str) -> set[str]:
+    """``reply_to_mismatch``: replies go to another registrable domain than the sender's."""
+    if not reply_to:
+        return set()
+    sender = email.utils.parseaddr(decode_header_text(from_header))[1].rpartition("@")[2]
+    target = email.utils.parseaddr(decode_header_text(reply_to))[1].rpartition("@")[2]
+    if sender and target and registrable(sender) != registrable(target):
+        return {"reply_to_mismatch"}
     return set()
 
 

@@ -20,6 +20,7 @@ BRAND_SITES = ("www.paypal.com", "login.microsoftonline.com", "www.amazon.com",
 SHORT_HOSTS = ("bit.ly", "tinyurl.com", "cutt.ly", "rb.gy", "is.gd")
 IP_HOSTS = ("192.0.2.17", "198.51.100.23", "203.0.113.80")
 PUNY_HOSTS = ("xn--pypal-4ve.com", "xn--micrsoft-p2a.com", "xn--amazn-mye.net")
+REPLY_DOMAINS = ("mail-helpdesk.example", "account-team.example", "customer-care.example")
 ANCHORS = ("Verify now", "Sign in", "Review activity", "View document", "Confirm your account",
            "Update payment", "Click here", "Log in")
 # Shares of each structural trait among lures.
@@ -27,6 +28,10 @@ P_HTML = 0.65
 P_BRAND_NAME = 0.5
 P_SHOWN_URL = 0.25
 P_ATTACHMENT = 0.12
+P_REPLY_TO = 0.25
+P_HIDDEN = 0.2
+FILLER = ("Thank you for your order, the meeting notes are attached for your review.",
+          "Please find the agenda for next week and let me know if the time works.")
 HOST_SHARES = (("domain", 0.6), ("short", 0.15), ("ip", 0.15), ("puny", 0.10))
 
 
@@ -39,6 +44,8 @@ def lure_message(rng: random.Random, slots: dict[str, str], subject: str, body: 
     msg["From"] = f'"{display}" <no-reply@{domain}>'
     msg["To"] = f"{slots['first'].lower()}@example.com"
     msg["Subject"] = subject
+    if rng.random() < P_REPLY_TO:
+        msg["Reply-To"] = f"support-desk@{rng.choice(REPLY_DOMAINS)}"
     label, _, url = action.rpartition(" ")
     url = _target(rng, url, domain)
     plain = "\n\n".join([*body, f"{label} {url}", signature])
@@ -47,6 +54,8 @@ def lure_message(rng: random.Random, slots: dict[str, str], subject: str, body: 
         shown = f"https://{rng.choice(BRAND_SITES)}/signin" if rng.random() < P_SHOWN_URL \
             else rng.choice(ANCHORS)
         paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in body)
+        if rng.random() < P_HIDDEN:
+            paragraphs += f'<div style="font-size:0px;color:#ffffff">{rng.choice(FILLER)}</div>'
         msg.add_alternative(
             f"<html><body>{paragraphs}<p><a href=\"{html.escape(url)}\">{html.escape(shown)}"
             f"</a></p><p>{html.escape(signature)}</p></body></html>", subtype="html")
@@ -54,6 +63,9 @@ def lure_message(rng: random.Random, slots: dict[str, str], subject: str, body: 
         msg.add_attachment(_login_page(slots).encode("utf-8"), maintype="text", subtype="html",
                            filename=rng.choice(("Secure_Message.html", "Invoice.htm",
                                                 "Document.shtml")))
+    for part in msg.walk():  # the email package draws boundaries from the clock otherwise
+        if part.is_multipart():
+            part.set_boundary(f"=_lure_{rng.getrandbits(64):016x}")
     return bytes(msg)
 
 

@@ -28,6 +28,7 @@ from mailwarden.detectors.portable import FloatArray
 
 HAM_BUDGET = 0.002
 STACK_C = 1.0
+TEXT_DROPOUT_WEIGHT = 0.5
 STACKED_TYPES = ("spam", "phishing")
 
 
@@ -49,8 +50,19 @@ def features(p_text: Sequence[float], docs: Sequence[Doc]) -> np.ndarray:
 
 
 def fit_layer(x: np.ndarray, y: np.ndarray, seed: int) -> LogisticRegression:
+    """The layer, fitted on ``x`` plus a copy of its positives whose text is unknown.
+
+    On the training part the text model alone separates almost everything, so the cues would
+    learn nothing. The copies stand for phishing whose words the text model has never seen (other
+    languages, new themes): text log-odds set to 0 (p = 0.5), cues kept, so that the cues learn
+    what they are worth when the words say nothing."""
+    blind = x[y == 1].copy()
+    blind[:, 0] = 0.0
+    xs = np.vstack([x, blind])
+    ys = np.concatenate([y, np.ones(len(blind), dtype=y.dtype)])
+    weights = np.concatenate([np.ones(len(y)), np.full(len(blind), TEXT_DROPOUT_WEIGHT)])
     return LogisticRegression(C=STACK_C, solver="lbfgs", max_iter=2000,
-                              random_state=seed).fit(x, y)
+                              random_state=seed).fit(xs, ys, sample_weight=weights)
 
 
 def to_stack(layer: LogisticRegression, threshold: float) -> Stack:

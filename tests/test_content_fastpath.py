@@ -19,7 +19,8 @@ import pytest
 
 from mailwarden.content_corpus import message_from_bytes
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.content import build, load_models, text_function
+from mailwarden.detectors.content import build, load_models, stacks, text_function
+from mailwarden.detectors.phish_cues import message_cues
 from mailwarden.detectors.portable import ModelSet, PortableModel
 from mailwarden.detectors.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
 from mailwarden.message import Envelope, Message
@@ -163,4 +164,7 @@ def test_detector_scores_equal_per_model_probabilities() -> None:
                           len(raw.data))
         tokens = prep.tokens(text(message))
         expected = {name: m.probability(tokens) for name, m in models.items()}
+        cues = message_cues(message, text(message))
+        for name, stack in stacks(models).items():  # the manifest's score layer on top
+            expected[name] = stack.probability(expected[name], cues)
         assert detector.analyse(message).scores == expected
