@@ -102,11 +102,17 @@ PLACES = ("Lagos, Nigeria", "Moscow, Russia", "Sao Paulo, Brazil", "Jakarta, Ind
 
 def lure_docs(seed: int, count: int, phrasing: str = "train") -> list[Doc]:
     """``count`` generated phishing lures ("train", "unseen" or "all" template sentences)."""
-    rng = random.Random(f"{seed}:lure:{phrasing}")
-    pool = {t: _phrasing(s, phrasing) for t, s in LURES.items()}
     name = f"synthetic:lure:{seed}:{phrasing}"
     text = text_function()
-    return [message_doc(_lure(rng, pool), f"{name}:{i}", text) for i in range(count)]
+    raws = lure_messages(seed, count, phrasing)
+    return [message_doc(raw, f"{name}:{i}", text) for i, raw in enumerate(raws)]
+
+
+def lure_messages(seed: int, count: int, phrasing: str = "train") -> list[bytes]:
+    """The messages behind :func:`lure_docs` (the same seed gives the same bytes)."""
+    rng = random.Random(f"{seed}:lure:{phrasing}")
+    pool = {t: _phrasing(s, phrasing) for t, s in LURES.items()}
+    return [_lure(rng, pool) for _ in range(count)]
 
 
 def _phrasing(sentences: tuple[str, ...], phrasing: str) -> tuple[str, ...]:
