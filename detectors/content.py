@@ -117,7 +117,7 @@ class ContentDetector(BaseDetector):
 
 
 def finding_score(p: float, rule: TypeRule) -> float:
-    """``weight x (FLOOR + (1 - FLOOR) x margin)``, margin = where p sits between threshold and 1."""
+    """``weight x (FLOOR + (1 - FLOOR) x margin)``; margin: where p sits from threshold to 1."""
     span = 1.0 - rule.threshold
     margin = (p - rule.threshold) / span if span > 0 else 1.0
     return rule.weight * (FLOOR + (1.0 - FLOOR) * min(1.0, max(0.0, margin)))

@@ -6,8 +6,9 @@ whose visible text names another domain than their target, credential forms and 
 IP-address, punycode and URL-shortener hosts, a From display name naming a brand or domain the
 address does not belong to, attachments that are HTML pages (or SVG with script), and urgency and
 credential wording in the detector's text, a Reply-To on another domain than From, and text
-hidden from the reader (zero-size or invisible HTML, zero-width characters). The result is memoised on the message and is only a set
-of cue names, so it can be put in a finding's evidence without any content or URL.
+hidden from the reader (zero-size or invisible HTML, zero-width characters). The result is
+memoised on the message and is only a set of cue names, so it can be put in a finding's evidence
+without any content or URL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import email.message
 import email.utils
 import html
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from mailwarden.detectors.decoding import decode_text
@@ -170,9 +172,9 @@ def html_cues(markup: str) -> set[str]:
     return out | host_cues(hrefs)
 
 
-def host_cues(urls: object) -> set[str]:
+def host_cues(urls: Iterable[str]) -> set[str]:
     out: set[str] = set()
-    for count, url in enumerate(urls):  # type: ignore[call-overload]
+    for count, url in enumerate(urls):
         if count >= MAX_LINKS:
             break
         host = host_of(url)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -26,13 +27,14 @@ from mailwarden.detectors.content_stack import Stack, logit
 from mailwarden.detectors.phish_cues import CUES
 from mailwarden.detectors.portable import FloatArray
 
+Array = npt.NDArray[Any]
 HAM_BUDGET = 0.002
 STACK_C = 1.0
 TEXT_DROPOUT_WEIGHT = 0.5
 STACKED_TYPES = ("spam", "phishing")
 
 
-def oof_text(name: str, tokens: Sequence[Sequence[str]], y: np.ndarray, seed: int,
+def oof_text(name: str, tokens: Sequence[Sequence[str]], y: Array, seed: int,
              folds: int) -> FloatArray:
     """Out-of-fold text probabilities of candidate ``name`` for every training document."""
     out = np.zeros(len(y), dtype=np.float64)
@@ -43,13 +45,13 @@ def oof_text(name: str, tokens: Sequence[Sequence[str]], y: np.ndarray, seed: in
     return out
 
 
-def features(p_text: Sequence[float], docs: Sequence[Doc]) -> np.ndarray:
+def features(p_text: Sequence[float] | FloatArray, docs: Sequence[Doc]) -> Array:
     rows = [[logit(float(p)), *(1.0 if c in d.cues else 0.0 for c in CUES)]
             for p, d in zip(p_text, docs, strict=True)]
     return np.array(rows, dtype=np.float64).reshape(len(rows), 1 + len(CUES))
 
 
-def fit_layer(x: np.ndarray, y: np.ndarray, seed: int) -> LogisticRegression:
+def fit_layer(x: Array, y: Array, seed: int) -> LogisticRegression:
     """The layer, fitted on ``x`` plus a copy of its positives whose text is unknown.
 
     On the training part the text model alone separates almost everything, so the cues would
@@ -71,7 +73,7 @@ def to_stack(layer: LogisticRegression, threshold: float) -> Stack:
                  threshold)
 
 
-def oof_layer(x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> FloatArray:
+def oof_layer(x: Array, y: Array, seed: int, folds: int) -> FloatArray:
     out = np.zeros(len(y), dtype=np.float64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + 2)
     for train_idx, test_idx in splitter.split(x, y):
@@ -86,7 +88,7 @@ def budget_threshold(ham_scores: Sequence[float], budget: float) -> float:
     return ordered[allowed] if allowed < len(ordered) else 0.0
 
 
-def fit_stack(name: str, tokens: Sequence[Sequence[str]], docs: Sequence[Doc], y: np.ndarray,
+def fit_stack(name: str, tokens: Sequence[Sequence[str]], docs: Sequence[Doc], y: Array,
               seed: int, folds: int) -> tuple[Stack, dict[str, Any]]:
     """The score layer and its threshold, with the numbers behind the choice for the manifest."""
     p_oof = oof_text(name, tokens, y, seed, folds)
