@@ -30,7 +30,8 @@ CUES: tuple[str, ...] = (
 )
 MEMO = "content.cues"
 MAX_PARTS = 100
-MAX_HTML_CHARS = 300_000
+MAX_HTML_CHARS = 100_000
+MAX_CUE_TEXT = 20_000  # wording cues: lures put them near the top
 MAX_LINKS = 200
 # A small, shipped list of public URL shorteners (no look-up, no network).
 SHORTENERS = frozenset((
@@ -68,7 +69,7 @@ _HIDDEN = re.compile(r"""style\s*=\s*["'][^"']{0,300}?(?:font-size\s*:\s*0(?:px|
                      r"""display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0+)?\s*[;"'])"""
                      r"""[^>]{0,300}>[^<]{8,}""", re.IGNORECASE)
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]\\w|\\w[\u200b\u200c\u200d\u2060]")
-_URL = re.compile(r"\bhttps?://[^\s<>\"')\]]{1,500}", re.IGNORECASE)
+_URL_HOST = re.compile(r"https?://([^/?#\s<>\"')\]]{1,255})")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _LURE_ANCHOR = re.compile(
     r"\b(?:verify|confirm|sign[ -]?in|log[ -]?in|login|unlock|reactivate|validate|restore|"
@@ -84,13 +85,13 @@ _URGENCY = re.compile(
     r"act now|avoid (?:suspension|closure|interruption|deactivation)|permanently (?:deleted|"
     r"closed|disabled|blocked)|unusual (?:sign|activity|login)|urgente|imediatamente|bloquead|"
     r"suspens[ãa]o|suspen(?:so|dida)|expira|dringend|sofort|gesperrt|imm[ée]diatement|suspendu)",
-    re.IGNORECASE)
+    0)
 _CREDENTIAL = re.compile(
     r"\b(?:password|passcode|username|login credentials|verify your (?:account|identity|email)|"
     r"confirm your (?:account|identity|password|details|information)|account (?:verification|"
     r"information)|security (?:code|question)|one[- ]time (?:code|password)|senha|kennwort|"
     r"passwort|contrase[ñn]a|mot de passe|identifiant|credenciais|dados cadastrais|"
-    r"zugangsdaten)", re.IGNORECASE)
+    r"zugangsdaten)", 0)
 
 
 def message_cues(message: Message, text: str) -> frozenset[str]:
@@ -99,11 +100,19 @@ def message_cues(message: Message, text: str) -> frozenset[str]:
 
 
 def text_cues(text: str) -> frozenset[str]:
-    """Urgency and credential wording in the text (subject, body, attachments)."""
+    """Wording, zero-width characters and bare URL hosts in the first :data:`MAX_CUE_TEXT`
+    characters of the detector's text (subject, body, attachment text)."""
+    head = text[:MAX_CUE_TEXT].lower()
     out = set()
-    if _URGENCY.search(text):
+    if "://" in head:
+        hosts = (m.group(1).rpartition("@")[2].partition(":")[0].strip(".")
+                 for m in _URL_HOST.finditer(head))
+        out = host_set_cues(hosts)
+    if _ZERO_WIDTH.search(head):
+        out.add("hidden_text")
+    if _URGENCY.search(head):
         out.add("urgency")
-    if _CREDENTIAL.search(text):
+    if _CREDENTIAL.search(head):
         out.add("credential_text")
     return frozenset(out)
 
@@ -131,7 +140,7 @@ def part_cues(part: email.message.Message) -> set[str]:
     is_html = ctype in ("text/html", "application/xhtml+xml") or name.endswith(
         (".htm", ".html", ".shtml", ".xhtml", ".hta"))
     is_svg = ctype == "image/svg+xml" or name.endswith(".svg")
-    if not (is_html or is_svg or ctype == "text/plain"):
+    if not (is_html or is_svg):
         return set()
     data = part.get_payload(decode=True)
     markup = decode_text(data if isinstance(data, bytes) else b"",
@@ -139,13 +148,7 @@ def part_cues(part: email.message.Message) -> set[str]:
     out: set[str] = set()
     if attached and (is_html or (is_svg and re.search(r"<script|\bon\w+\s*=", markup, re.I))):
         out.add("html_attachment")
-    if is_html or is_svg:
-        return out | html_cues(markup)
-    if not attached:
-        if _ZERO_WIDTH.search(markup):
-            out.add("hidden_text")
-        out |= host_cues(m.group(0) for m in _URL.finditer(markup[:MAX_HTML_CHARS]))
-    return out
+    return out | html_cues(markup)
 
 
 def html_cues(markup: str) -> set[str]:
@@ -173,11 +176,15 @@ def html_cues(markup: str) -> set[str]:
 
 
 def host_cues(urls: Iterable[str]) -> set[str]:
+    return host_set_cues(host_of(url) for url in urls)
+
+
+def host_set_cues(hosts: Iterable[str]) -> set[str]:
+    """IP-address, punycode and shortener cues of lower-cased host names."""
     out: set[str] = set()
-    for count, url in enumerate(urls):
+    for count, host in enumerate(hosts):
         if count >= MAX_LINKS:
             break
-        host = host_of(url)
         if _IPV4.match(host) or host.startswith("["):
             out.add("ip_host")
         if any(label.startswith("xn--") for label in host.split(".")):
