@@ -29,6 +29,7 @@ from mailwarden import content_corpus as corpus
 from mailwarden import content_models as cm
 from mailwarden import content_stacking as stacking
 from mailwarden.content_lures import lure_docs
+from mailwarden.content_lures_i18n import foreign_docs
 from mailwarden.content_synth import synthetic_docs
 from mailwarden.detectors.content import DEFAULT_THRESHOLD, text_function, text_source
 from mailwarden.detectors.portable import save
@@ -47,6 +48,7 @@ class TrainConfig:
     holdout_percent: int = 25
     synthetic_sensitive: int = 1200
     synthetic_phishing: int = 800
+    synthetic_foreign: int = 400  # pt/es/de/fr lures, and as many benign mails (content_lures_i18n)
     phishing_from_spam: str = "all"  # "all", "cues" (phishing-like part) or "none"
     candidates: tuple[str, ...] = cm.CANDIDATE_NAMES
     folds: int = 5
@@ -180,7 +182,19 @@ def phishing_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> Ty
     if n > 0:
         data.origin += " + synthetic lures (content_lures) vs synthetic benign business mail"
         _add_synthetic(data, part, config, n, _lures, "benign")
+    if config.synthetic_foreign > 0:
+        data.origin += " + pt/es/de/fr lures vs benign mail (content_lures_i18n)"
+        _add_foreign(data, config)
     return data if data.train_pos else None
+
+
+def _add_foreign(data: TypeData, config: TrainConfig) -> None:
+    n = config.synthetic_foreign
+    for seed, pos, neg, count, phrasing in (
+            (config.seed, data.train_pos, data.train_neg, n, "train"),
+            (config.seed + 1, data.test_pos, data.test_neg, n // 3, "all")):
+        pos.extend(foreign_docs(seed, count, "lure", phrasing))
+        neg.extend(foreign_docs(seed, count, "benign", phrasing))
 
 
 def _add_synthetic(data: TypeData, part: dict[str, tuple[Docs, Docs]], config: TrainConfig,
