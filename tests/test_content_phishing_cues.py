@@ -212,3 +212,18 @@ def test_cues_raise_the_phishing_probability_over_text_alone() -> None:
 def test_malformed_stack_tables_are_refused(table: dict[str, object]) -> None:
     with pytest.raises(StackFormatError):
         from_manifest({"stack": table})
+
+
+def test_foreign_lures_are_held_and_foreign_business_mail_is_not() -> None:
+    from mailwarden.content_lures_i18n import LANGUAGES, foreign_docs
+
+    detector = default_detector()
+    threshold = detector._rules["phishing"].threshold
+    for kind, held in (("lure", True), ("benign", False)):
+        docs = foreign_docs(20021011, 2 * len(LANGUAGES), kind, "unseen")
+        assert len({d.digest for d in docs}) >= len(LANGUAGES)
+        for doc in docs:
+            p = detector._stacks["phishing"].probability(
+                detector._models["phishing"].probability(detector._prep.tokens(doc.text)),
+                doc.cues)
+            assert (p > threshold) is held, (kind, doc.source, p)
