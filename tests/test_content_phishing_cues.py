@@ -227,3 +227,13 @@ def test_foreign_lures_are_held_and_foreign_business_mail_is_not() -> None:
                 detector._models["phishing"].probability(detector._prep.tokens(doc.text)),
                 doc.cues)
             assert (p > threshold) is held, (kind, doc.source, p)
+
+
+def test_budget_threshold_holds_at_most_the_budget_of_ham() -> None:
+    from mailwarden.content_stacking import budget_threshold
+
+    ham = [i / 1000 for i in range(1000)]  # 0.000 ... 0.999
+    t = budget_threshold(ham, 0.002)
+    assert sum(s > t for s in ham) == 2 and t == pytest.approx(0.997)
+    assert budget_threshold(ham, 0.0) == pytest.approx(0.999)
+    assert sum(s > budget_threshold(ham[:400], 0.002) for s in ham[:400]) == 0
