@@ -137,6 +137,16 @@ def foreign_docs(seed: int, count: int, kind: str, phrasing: str = "train") -> l
     return out
 
 
+def add_foreign(seed: int, n: int, train: tuple[list[Doc], list[Doc]],
+                test: tuple[list[Doc], list[Doc]]) -> None:
+    """Add ``n`` lures / benign mails (seed ``seed``) to ``train``, ``n // 3`` (``seed + 1``,
+    all phrasings) to ``test``; each pair is (positives, negatives)."""
+    for s, (pos, neg), count, phrasing in ((seed, train, n, "train"),
+                                           (seed + 1, test, n // 3, "all")):
+        pos.extend(foreign_docs(s, count, "lure", phrasing))
+        neg.extend(foreign_docs(s, count, "benign", phrasing))
+
+
 def _slots(rng: random.Random, lang: str) -> dict[str, str]:
     return {"brand": rng.choice(BRANDS), "domain": rng.choice(DOMAINS),
             "h": str(rng.choice((12, 24, 48))), "c": f"{rng.randint(2, 900)},{rng.randint(10, 99)}",

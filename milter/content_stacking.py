@@ -25,7 +25,7 @@ from mailwarden import content_models as cm
 from mailwarden.content_corpus import Doc
 from mailwarden.detectors.content_stack import Stack, logit
 from mailwarden.detectors.phish_cues import CUES
-from mailwarden.detectors.portable import FloatArray
+from mailwarden.detectors.portable import FloatArray, PortableModel
 
 Array = npt.NDArray[Any]
 HAM_BUDGET = 0.002
@@ -111,3 +111,23 @@ def fit_stack(name: str, tokens: Sequence[Sequence[str]], docs: Sequence[Doc], y
                       for i, c in enumerate(CUES)},
     }
     return stack, info
+
+
+def attach(kind: str, model: PortableModel, name: str, tokens: Sequence[Sequence[str]],
+           docs: Sequence[Doc], y: Array, seed: int, folds: int) -> Stack | None:
+    """Fit the layer of a :data:`STACKED_TYPES` type into ``model``'s manifest (else None)."""
+    if kind not in STACKED_TYPES:
+        return None
+    stack, info = fit_stack(name, tokens, docs, y, seed, folds)
+    model.manifest["stack"] = {**stack.as_manifest(), **info}
+    return stack
+
+
+def scores(model: PortableModel, stack: Stack | None, tokens: Sequence[Sequence[str]],
+           docs: Sequence[Doc]) -> FloatArray:
+    """The detector's final probabilities of ``docs`` (text model, then the layer if any)."""
+    p = model.probabilities(tokens)
+    if stack is None:
+        return p
+    return np.array([stack.probability(float(v), d.cues) for v, d in zip(p, docs, strict=True)],
+                    dtype=np.float64)

@@ -5,8 +5,9 @@ turned into token lists by the detector's own text path and :class:`TextPrep`, s
 hash into training and held-out parts, and for each type (``spam``, ``phishing``, ``sensitive``,
 each against ham) the TF-IDF linear candidates of :mod:`mailwarden.content_models` are compared by
 seeded cross-validation on the training part only. The best one is refitted on the training part,
-exported to the portable format, checked against the scikit-learn pipeline it came from, scored
-on the held-out part and saved with its manifest. Positives when no corpus is given: the
+exported to the portable format, checked against the scikit-learn pipeline it came from, given its
+score layer and threshold for spam and phishing (:mod:`mailwarden.content_stacking`), scored on
+the held-out part and saved with its manifest. Positives when no corpus is given: the
 phishing-like part of the spam corpus for ``phishing``, :mod:`mailwarden.content_synth` for
 ``sensitive``.
 """
@@ -29,7 +30,7 @@ from mailwarden import content_corpus as corpus
 from mailwarden import content_models as cm
 from mailwarden import content_stacking as stacking
 from mailwarden.content_lures import lure_docs
-from mailwarden.content_lures_i18n import foreign_docs
+from mailwarden.content_lures_i18n import add_foreign
 from mailwarden.content_synth import synthetic_docs
 from mailwarden.detectors.content import DEFAULT_THRESHOLD, text_function, text_source
 from mailwarden.detectors.portable import save
@@ -184,17 +185,9 @@ def phishing_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> Ty
         _add_synthetic(data, part, config, n, _lures, "benign")
     if config.synthetic_foreign > 0:
         data.origin += " + pt/es/de/fr lures vs benign mail (content_lures_i18n)"
-        _add_foreign(data, config)
+        add_foreign(config.seed, config.synthetic_foreign, (data.train_pos, data.train_neg),
+                    (data.test_pos, data.test_neg))
     return data if data.train_pos else None
-
-
-def _add_foreign(data: TypeData, config: TrainConfig) -> None:
-    n = config.synthetic_foreign
-    for seed, pos, neg, count, phrasing in (
-            (config.seed, data.train_pos, data.train_neg, n, "train"),
-            (config.seed + 1, data.test_pos, data.test_neg, n // 3, "all")):
-        pos.extend(foreign_docs(seed, count, "lure", phrasing))
-        neg.extend(foreign_docs(seed, count, "benign", phrasing))
 
 
 def _add_synthetic(data: TypeData, part: dict[str, tuple[Docs, Docs]], config: TrainConfig,
@@ -243,16 +236,10 @@ def train_type(data: TypeData, tokens: Callable[[Sequence[corpus.Doc]], list[lis
     diff = cm.max_difference(model, pipe, x)
     if diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"{data.kind}: portable export differs from scikit-learn by {diff}")
-    stack = None
-    if data.kind in stacking.STACKED_TYPES:
-        stack, info = stacking.fit_stack(best, x, train_docs, y, config.seed, config.folds)
-        model.manifest["stack"] = {**stack.as_manifest(), **info}
+    stack = stacking.attach(data.kind, model, best, x, train_docs, y, config.seed, config.folds)
     test_docs = [*data.test_pos, *data.test_neg]
     test_y = np.array([1] * len(data.test_pos) + [0] * len(data.test_neg))
-    p = model.probabilities(tokens(test_docs))
-    if stack is not None:
-        p = np.array([stack.probability(float(v), d.cues) for v, d in zip(p, test_docs,
-                                                                          strict=True)])
+    p = stacking.scores(model, stack, tokens(test_docs), test_docs)
     cuts = (0.5, DEFAULT_THRESHOLD) if stack is None else (0.5, DEFAULT_THRESHOLD, stack.threshold)
     held_out = {str(t): cm.binary_metrics(test_y, p, t) for t in cuts}
     model.manifest["metrics"] = {"cross_validation": table, "export_max_abs_difference": diff,
