@@ -123,13 +123,18 @@ def structure_cues(message: Message) -> frozenset[str]:
     try:
         out |= sender_cues(message.header("From") or "")
         out |= reply_cues(message.header("From") or "", message.header("Reply-To") or "")
-        for count, part in enumerate(message.parsed.walk()):
-            if count >= MAX_PARTS:
-                break
+    except Exception:  # noqa: BLE001, S110 - hostile headers must never fail a scan
+        pass
+    try:
+        parts = [p for _, p in zip(range(MAX_PARTS), message.parsed.walk(), strict=False)]
+    except Exception:  # noqa: BLE001 - hostile MIME must never fail a scan
+        return frozenset(out)
+    for part in parts:
+        try:
             if not part.is_multipart():
                 out |= part_cues(part)
-    except Exception:  # noqa: BLE001, S110 - hostile MIME must never fail a scan
-        pass
+        except Exception:  # noqa: BLE001, S112 - one hostile part must not hide its siblings
+            continue
     return frozenset(out)
 
 
@@ -185,7 +190,7 @@ def host_set_cues(hosts: Iterable[str]) -> set[str]:
     for count, host in enumerate(hosts):
         if count >= MAX_LINKS:
             break
-        if _IPV4.match(host) or host.startswith("["):
+        if _IPV4.match(host) or host.startswith("[") or ":" in host:  # IPv6 literals
             out.add("ip_host")
         if any(label.startswith("xn--") for label in host.split(".")):
             out.add("punycode_host")

@@ -113,6 +113,11 @@ def test_svg_counts_as_html_page_only_with_script() -> None:
     assert "html_attachment" not in cues(mail(attachment=("logo.svg", plain)))
 
 
+def test_ipv6_literal_hosts_count_as_ip_hosts() -> None:
+    assert "ip_host" in cues(mail(html='<a href="http://[2001:db8::7]/login">portal</a>'))
+    assert "ip_host" in cues(mail(text="Sign in at http://[2001:db8::7]/login now."))
+
+
 def test_plain_mail_fires_no_cue() -> None:
     assert cues(mail(html='<p>See <a href="https://example.org/doc">example.org</a></p>')) == \
         frozenset()
