@@ -6,7 +6,7 @@ text/html walk), turns it into stemmed token counts once (:class:`~.textprep.Tex
 the message) and scores them with three portable TF-IDF linear models loaded at build time from
 ``<model_dir>/content`` (:mod:`mailwarden.detectors.portable`, numpy only; one shared vocabulary
 lookup per distinct token for the three, bit-for-bit their individual scores). A model whose
-manifest carries a score layer (:mod:`.content_stack`) combines its text log-odds with the
+manifest carries a score layer (:mod:`.stack`) combines its text log-odds with the
 message's phishing cues (:mod:`.phish_cues`) and brings its own threshold, chosen offline for a
 stated share of held-out ham. The probabilities always go to ``scores`` under ``spam``,
 ``phishing`` and ``sensitive``; a type whose probability exceeds its threshold adds one finding
@@ -25,8 +25,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from mailwarden.detectors.base import BaseDetector, DetectorContext, DetectorUnavailable, register
-from mailwarden.detectors.content_stack import Stack, StackFormatError, from_manifest
-from mailwarden.detectors.phish_cues import message_cues
+from mailwarden.detectors.content.stack import Stack, StackFormatError, from_manifest
+from mailwarden.detectors.content.phish_cues import message_cues
 from mailwarden.detectors.portable import ModelFormatError, ModelSet, PortableModel, load
 from mailwarden.detectors.textprep import DEFAULT_MAX_CHARS, FEATURE_SCHEMA, TextPrep
 from mailwarden.message import Message

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailwarden.detectors.phish_cues import message_cues, text_cues
+from mailwarden.detectors.content.phish_cues import message_cues, text_cues
 from mailwarden.message import Envelope, Message
 from mailwarden.sources import iter_sources
 

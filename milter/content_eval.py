@@ -33,7 +33,7 @@ from mailwarden.detectors.content import (
     stacks,
     text_function,
 )
-from mailwarden.detectors.phish_cues import CUES
+from mailwarden.detectors.content.phish_cues import CUES
 from mailwarden.detectors.portable import FloatArray, PortableModel
 from mailwarden.detectors.textprep import TextPrep
 from mailwarden.message import Message

@@ -11,7 +11,7 @@ with brands, amounts, deadlines and link placeholders as random slots. As in
 path (:func:`mailwarden.content_corpus.message_doc`): plain text, or HTML whose action link may
 show another domain than its target, point to an IP, punycode or shortener host, with a brand
 display name on an unrelated sender domain, and now and then an attached HTML page holding a
-password form (:mod:`mailwarden.content_lure_mime`). Limits: English only, template vocabulary,
+password form (:mod:`mailwarden.training.content.lure_mime`). Limits: English only, template vocabulary,
 made-up domains, structure drawn from fixed shares (a prior, not measured phishing).
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from mailwarden.content_corpus import Doc, message_doc
-from mailwarden.content_lure_mime import lure_message
+from mailwarden.training.content.lure_mime import lure_message
 from mailwarden.content_synth import PEOPLE
 from mailwarden.detectors.content import text_function
 

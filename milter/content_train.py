@@ -6,7 +6,7 @@ hash into training and held-out parts, and for each type (``spam``, ``phishing``
 each against ham) the TF-IDF linear candidates of :mod:`mailwarden.content_models` are compared by
 seeded cross-validation on the training part only. The best one is refitted on the training part,
 exported to the portable format, checked against the scikit-learn pipeline it came from, given its
-score layer and threshold for spam and phishing (:mod:`mailwarden.content_stacking`), scored on
+score layer and threshold for spam and phishing (:mod:`mailwarden.training.content.stacking`), scored on
 the held-out part and saved with its manifest. Positives when no corpus is given: the
 phishing-like part of the spam corpus for ``phishing``, :mod:`mailwarden.content_synth` for
 ``sensitive``.
@@ -28,9 +28,9 @@ import numpy as np
 
 from mailwarden import content_corpus as corpus
 from mailwarden import content_models as cm
-from mailwarden import content_stacking as stacking
+from mailwarden.training.content import stacking
 from mailwarden.content_lures import lure_docs
-from mailwarden.content_lures_i18n import add_foreign
+from mailwarden.training.content.lures_i18n import add_foreign
 from mailwarden.content_synth import synthetic_docs
 from mailwarden.detectors.content import DEFAULT_THRESHOLD, text_function, text_source
 from mailwarden.detectors.portable import save

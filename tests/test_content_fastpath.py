@@ -20,7 +20,7 @@ import pytest
 from mailwarden.content_corpus import message_from_bytes
 from mailwarden.detectors.base import DetectorContext
 from mailwarden.detectors.content import build, load_models, stacks, text_function
-from mailwarden.detectors.phish_cues import message_cues
+from mailwarden.detectors.content.phish_cues import message_cues
 from mailwarden.detectors.portable import ModelSet, PortableModel
 from mailwarden.detectors.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
 from mailwarden.message import Envelope, Message

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from mailwarden.config import load_config
-from mailwarden.content_lures import lure_messages
+from mailwarden.training.content.lures import lure_messages
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.content import ContentDetector, build, finding_score, text_function
-from mailwarden.detectors.content_stack import StackFormatError, from_manifest
-from mailwarden.detectors.phish_cues import CUES, message_cues
+from mailwarden.detectors.content.detector import ContentDetector, build, finding_score, text_function
+from mailwarden.detectors.content.stack import StackFormatError, from_manifest
+from mailwarden.detectors.content.phish_cues import CUES, message_cues
 from mailwarden.message import Envelope, Message
 from mailwarden.options import Options
 from mailwarden.policy import evaluate
@@ -220,7 +220,7 @@ def test_malformed_stack_tables_are_refused(table: dict[str, object]) -> None:
 
 
 def test_foreign_lures_are_held_and_foreign_business_mail_is_not() -> None:
-    from mailwarden.content_lures_i18n import LANGUAGES, foreign_docs
+    from mailwarden.training.content.lures_i18n import LANGUAGES, foreign_docs
 
     detector = default_detector()
     threshold = detector._rules["phishing"].threshold
@@ -235,7 +235,7 @@ def test_foreign_lures_are_held_and_foreign_business_mail_is_not() -> None:
 
 
 def test_budget_threshold_holds_at_most_the_budget_of_ham() -> None:
-    from mailwarden.content_stacking import budget_threshold
+    from mailwarden.training.content.stacking import budget_threshold
 
     ham = [i / 1000 for i in range(1000)]  # 0.000 ... 0.999
     t = budget_threshold(ham, 0.002)

@@ -1,4 +1,4 @@
-"""MIME dress for the synthetic phishing lures of :mod:`mailwarden.content_lures`.
+"""MIME dress for the synthetic phishing lures of :mod:`mailwarden.training.content.lures`.
 
 It sits inside offline training, between the lure text generator and the detector's message path:
 :func:`lure_message` wraps a generated lure into an RFC 5322 message whose structure is drawn, with

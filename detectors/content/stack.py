@@ -1,10 +1,10 @@
 """The calibrated score layer of the ``content`` detector: text log-odds plus phishing cues.
 
-It sits between the portable text models (:mod:`mailwarden.detectors.portable`) and the
-detector's findings (:mod:`mailwarden.detectors.content`): a model whose manifest carries a
+It sits between the portable text models (:mod:`mailwarden.detectors.content.portable`) and the
+detector's findings (:mod:`mailwarden.detectors.content.detector`): a model whose manifest carries a
 ``stack`` table gets its final probability from a small logistic layer
 ``p = expit(a * clip(logit(p_text)) + sum(w_cue * fired) + b)`` over the text model's log-odds and
-the cue indicators of :mod:`mailwarden.detectors.phish_cues`, and its operating threshold from the
+the cue indicators of :mod:`mailwarden.detectors.content.phish_cues`, and its operating threshold from the
 same table (chosen offline for a stated share of held-out ham). Plain numbers in JSON: nothing
 depends on the scikit-learn version that trained it.
 """

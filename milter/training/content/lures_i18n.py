@@ -1,13 +1,13 @@
 """Seeded phishing lures and benign business mail in Portuguese, Spanish, German and French.
 
-It sits beside :mod:`mailwarden.content_lures` in offline training: the only redistributable
+It sits beside :mod:`mailwarden.training.content.lures` in offline training: the only redistributable
 corpus is English (SpamAssassin, 2002), so without these the ``phishing`` model meets any other
 language as unknown words and gives it middling scores (its recall on non-English phishing was a
 third of that on English). :func:`foreign_docs` writes lures and, in equal number, benign mail in
 the same four languages from short template sentences (every fifth reserved for
 ``phrasing="unseen"``), so that the model learns phishing wording rather than a language. Each is
 a MIME message read through the detector's own path, lures dressed by
-:mod:`mailwarden.content_lure_mime`. Limits: a few hand-written sentences per language, no
+:mod:`mailwarden.training.content.lure_mime`. Limits: a few hand-written sentences per language, no
 regional variety, made-up domains and names.
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 from email.message import EmailMessage
 
-from mailwarden.content_corpus import Doc, message_doc
-from mailwarden.content_lure_mime import lure_message
-from mailwarden.detectors.content import text_function
+from mailwarden.training.content.corpus import Doc, message_doc
+from mailwarden.training.content.lure_mime import lure_message
+from mailwarden.detectors.content.detector import text_function
 
 LANGUAGES = ("pt", "es", "de", "fr")
 LURE: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,6 @@
 """Structural and textual phishing cues of a message, for the ``content`` detector's score layer.
 
-It sits beside :mod:`mailwarden.detectors.content`: from the parsed message (no network, no DNS)
+It sits beside :mod:`mailwarden.detectors.content.detector`: from the parsed message (no network, no DNS)
 :func:`message_cues` names the cues that fire, out of one fixed vocabulary (:data:`CUES`): links
 whose visible text names another domain than their target, credential forms and login-page lures,
 IP-address, punycode and URL-shortener hosts, a From display name naming a brand or domain the
@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from mailwarden.detectors.decoding import decode_text
+from mailwarden.detectors.text.decoding import decode_text
 from mailwarden.message import Message, decode_header_text
 
 CUES: tuple[str, ...] = (

@@ -1,10 +1,10 @@
 """Offline fitting of the content detector's score layer and of its operating threshold.
 
-It sits inside :mod:`mailwarden.content_train`, after a type's text model was chosen: the text
+It sits inside :mod:`mailwarden.training.content.train`, after a type's text model was chosen: the text
 model's out-of-fold probabilities on the training part (seeded stratified folds, so every score
 comes from a model that did not see the message) and each document's phishing cues
-(:mod:`mailwarden.detectors.phish_cues`) train a small L2 logistic layer
-(:class:`mailwarden.detectors.content_stack.Stack`). The threshold is then read off out-of-fold
+(:mod:`mailwarden.detectors.content.phish_cues`) train a small L2 logistic layer
+(:class:`mailwarden.detectors.content.stack.Stack`). The threshold is then read off out-of-fold
 scores of that layer on the *real* ham of the training part (synthetic negatives excluded): the
 lowest one that holds at most ``ham_budget`` of it. Neither the held-out split nor any evaluation
 corpus is used.
@@ -21,11 +21,11 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from mailwarden import content_models as cm
-from mailwarden.content_corpus import Doc
-from mailwarden.detectors.content_stack import Stack, logit
-from mailwarden.detectors.phish_cues import CUES
-from mailwarden.detectors.portable import FloatArray, PortableModel
+from mailwarden.training.content import models as cm
+from mailwarden.training.content.corpus import Doc
+from mailwarden.detectors.content.stack import Stack, logit
+from mailwarden.detectors.content.phish_cues import CUES
+from mailwarden.detectors.content.portable import FloatArray, PortableModel
 
 Array = npt.NDArray[Any]
 HAM_BUDGET = 0.002
