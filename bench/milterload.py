@@ -2,12 +2,11 @@
 
 Part of the bench load generator (``miltergen.py``): each message read with
 ``mailwarden.files.sources.iter_sources`` is prepared once, before the timed run, into the pieces
-Postfix
-would send: the envelope (sender from ``From:``, recipients from ``To:``/``Cc:`` unless given),
-headers split and unfolded the way Postfix's MIME reader does (name, value with continuation lines
-joined by a newline, a non-header line ending the header block), and the body with CRLF line ends
-cut into chunks of at most 65,535 bytes. ``MacroSource`` supplies the macros Postfix sends before
-each step (``j``, ``{daemon_name}``, ``{client_addr}``, ``i``, ``{auth_authen}``, ...).
+Postfix would send: the envelope (sender from ``From:``, recipients from ``To:``/``Cc:`` unless
+given), headers split and unfolded the way Postfix's MIME reader does (name, value with continuation
+lines joined by a newline, a non-header line ending the header block), and the body with CRLF line
+ends cut into chunks of at most 65,535 bytes. ``MacroSource`` supplies the macros Postfix sends
+before each step (``j``, ``{daemon_name}``, ``{client_addr}``, ``i``, ``{auth_authen}``, ...).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The ``mailwarden`` command line: ``run``, ``check``, ``score``, ``replay`` and friends.
 
 This is the front door for operators and tests. ``run`` hands over to :mod:`mailwarden.mta.daemon`;
-``check`` loads the config and every model and says what is enabled; ``score`` and ``replay``
-push files through the same engine the milter uses (see :mod:`mailwarden.files.offline`). Exit
-status:
-0 success, 1 runtime failure, 2 bad usage or configuration.
+``check`` loads the config and every model and says what is enabled; ``score`` and ``replay`` push
+files through the same engine the milter uses (see :mod:`mailwarden.files.offline`). Exit status: 0
+success, 1 runtime failure, 2 bad usage or configuration.
 """
 
 from __future__ import annotations

@@ -12,9 +12,12 @@ from mailwarden.detectors.base import DetectorContext, DetectorUnavailable, regi
 from mailwarden.detectors.content.detector import (
     COUNTS_MEMO,
     DEFAULT_WEIGHTS,
+    FLOOR,
     ContentDetector,
+    TypeRule,
     build,
     fallback_text,
+    finding_score,
     html_text,
 )
 from mailwarden.message import Envelope, Message
@@ -49,6 +52,10 @@ def message(raw: bytes) -> Message:
     return Message(Envelope("Q1", "a@example.org", ("b@example.org",)), raw, len(raw))
 
 
+def det_threshold(kind: str) -> float:
+    return detector()._rules[kind].threshold
+
+
 def detector(table: dict[str, object] | None = None) -> ContentDetector:
     return build(Options(table or {}, "detectors.content"), CONTEXT)
 
@@ -63,9 +70,10 @@ def test_spam_gets_a_spam_finding_and_all_three_scores() -> None:
     assert result.scores["spam"] > 0.9
     spam = [f for f in result.findings if f.type == "spam"]
     assert len(spam) == 1
-    assert spam[0].score == pytest.approx(DEFAULT_WEIGHTS["spam"] * result.scores["spam"])
+    rule = TypeRule(det_threshold("spam"), DEFAULT_WEIGHTS["spam"])
+    assert spam[0].score == pytest.approx(finding_score(result.scores["spam"], rule))
     assert 5.0 <= spam[0].score < 10.0
-    assert re.fullmatch(r"p=\d\.\d{3}", spam[0].evidence)
+    assert re.fullmatch(r"p=\d\.\d{3}( cues=[a-z_]+(,[a-z_]+)*)?", spam[0].evidence)
 
 
 def test_ham_has_scores_but_no_findings() -> None:
@@ -80,7 +88,9 @@ def test_thresholds_and_weights_are_options() -> None:
     result = det.analyse(message(HAM))
     by_type = {f.type: f for f in result.findings}
     assert set(by_type) == {"spam", "phishing"}
-    assert by_type["spam"].score == pytest.approx(2.0 * result.scores["spam"])
+    # At threshold 0 the margin is p itself: 2.0 x (FLOOR + (1 - FLOOR) x p).
+    assert by_type["spam"].score == pytest.approx(
+        2.0 * (FLOOR + (1 - FLOOR) * result.scores["spam"]))
     strict = detector({"spam": {"threshold": 1.0}})
     assert not [f for f in strict.analyse(message(SPAM)).findings if f.type == "spam"]
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.content.detector import build, load_models, text_function
+from mailwarden.detectors.content.detector import build, load_models, stacks, text_function
+from mailwarden.detectors.content.phish_cues import message_cues
 from mailwarden.detectors.content.portable import ModelSet, PortableModel
 from mailwarden.detectors.content.textprep import _FLAGS, _PATTERN, TextPrep, raw_counts
 from mailwarden.files.sources import iter_sources
@@ -163,4 +164,7 @@ def test_detector_scores_equal_per_model_probabilities() -> None:
                           len(raw.data))
         tokens = prep.tokens(text(message))
         expected = {name: m.probability(tokens) for name, m in models.items()}
+        cues = message_cues(message, text(message))
+        for name, stack in stacks(models).items():  # the manifest's score layer on top
+            expected[name] = stack.probability(expected[name], cues)
         assert detector.analyse(message).scores == expected

@@ -1,11 +1,10 @@
 """The labelled leak evaluation set: real ham with generated values and look-alikes injected.
 
 Ham comes from the SpamAssassin ham archives (read in place with ``mailwarden.files.sources``) and
-is
-split in two by a hash of each message's source name: ``tune`` and ``test`` never share a ham
+is split in two by a hash of each message's source name: ``tune`` and ``test`` never share a ham
 message, and their generation seeds differ, so nothing tuned on one half is graded on the other.
-Every case records the carrier, the location the values must be reported at, and how many values
-of each type were injected. Generation is deterministic for a given split and size.
+Every case records the carrier, the location the values must be reported at, and how many values of
+each type were injected. Generation is deterministic for a given split and size.
 """
 
 from __future__ import annotations

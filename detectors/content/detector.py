@@ -1,16 +1,18 @@
 """The ``content`` detector: spam, phishing and sensitive-content probabilities from the text.
 
-It sits after text extraction and before the policy. For each message it takes the subject plus
-the extracted text (``mailwarden.detectors.text.extract`` when installed, else a minimal text/plain
-and
+It sits after text extraction and before the policy. For each message it takes the subject plus the
+extracted text (``mailwarden.detectors.text.extract`` when installed, else a minimal text/plain and
 text/html walk), turns it into stemmed token counts once (:class:`~.textprep.TextPrep`, memoised on
 the message) and scores them with three portable TF-IDF linear models loaded at build time from
 ``<model_dir>/content`` (:mod:`mailwarden.detectors.content.portable`, numpy only; one shared
-vocabulary
-lookup per distinct token for the three, bit-for-bit their individual scores). The raw
-probabilities always go to ``scores`` under ``spam``, ``phishing`` and ``sensitive``; a type whose
-probability exceeds its threshold adds one finding scored ``weight x probability`` whose evidence
-is only the probability. Everything is read-only after build, so concurrent calls are safe.
+vocabulary lookup per distinct token for the three, bit-for-bit their individual scores). A model
+whose manifest carries a score layer (:mod:`.content_stack`) combines its text log-odds with the
+message's phishing cues (:mod:`.phish_cues`) and brings its own threshold, chosen offline for a
+stated share of held-out ham. The probabilities always go to ``scores`` under ``spam``, ``phishing``
+and ``sensitive``; a type whose probability exceeds its threshold adds one finding scored ``weight x
+(0.75 + 0.25 x margin)`` (so that a lone spam or phishing finding reaches the default quarantine
+score) whose evidence is the probability and the names of the cues that fired, never content.
+Everything is read-only after build, so concurrent calls are safe.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from mailwarden.detectors.base import BaseDetector, DetectorContext, DetectorUnavailable, register
+from mailwarden.detectors.content.phish_cues import message_cues
 from mailwarden.detectors.content.portable import ModelFormatError, ModelSet, PortableModel, load
+from mailwarden.detectors.content.stack import Stack, StackFormatError, from_manifest
 from mailwarden.detectors.content.textprep import DEFAULT_MAX_CHARS, FEATURE_SCHEMA, TextPrep
 from mailwarden.message import Message
 from mailwarden.options import Options
@@ -36,6 +40,8 @@ DEFAULT_THRESHOLD = 0.9
 # synthetic text only) stays below quarantine unless another finding adds to it.
 DEFAULT_WEIGHTS = {"spam": 7.0, "phishing": 8.0, "sensitive": 4.0}
 HIGH_CONFIDENCE = 0.99
+# A finding at the threshold scores FLOOR x weight, rising linearly to weight at p = 1.
+FLOOR = 0.75
 TOKENS_MEMO = "content.tokens"
 COUNTS_MEMO = "content.token_counts"
 TextFunction = Callable[[Message], str]
@@ -59,6 +65,7 @@ class ContentDetector(BaseDetector):
     ) -> None:
         self._models = models
         self._set = ModelSet(models)
+        self._stacks = stacks(models)
         self._rules = rules
         self._prep = prep
         self._text = text
@@ -76,19 +83,26 @@ class ContentDetector(BaseDetector):
 
     def analyse(self, message: Message) -> DetectorResult:
         scores = self._set.probabilities(self.counts(message))
+        cues: frozenset[str] = frozenset()
+        if self._stacks:
+            cues = message_cues(message, self._text(message))
+            for kind, stack in self._stacks.items():
+                scores[kind] = stack.probability(scores[kind], cues)
         findings: list[Finding] = []
         for kind, p in scores.items():
             rule = self._rules[kind]
             if p > rule.threshold and rule.weight > 0:
-                findings.append(self._finding(kind, p, rule))
+                fired = cues if kind in self._stacks else frozenset()
+                findings.append(self._finding(kind, p, rule, fired))
         return DetectorResult(self.name, scores=scores, findings=tuple(findings))
 
-    def _finding(self, kind: str, p: float, rule: TypeRule) -> Finding:
+    def _finding(self, kind: str, p: float, rule: TypeRule, cues: frozenset[str]) -> Finding:
+        evidence = f"p={p:.3f}" + (f" cues={','.join(sorted(cues))}" if cues else "")
         return Finding(
             detector=self.name,
             type=kind,
-            score=rule.weight * p,
-            evidence=f"p={p:.3f}",
+            score=finding_score(p, rule),
+            evidence=evidence,
             confidence=Confidence.HIGH if p >= HIGH_CONFIDENCE else Confidence.MEDIUM,
         )
 
@@ -102,6 +116,26 @@ class ContentDetector(BaseDetector):
         return out
 
 
+def finding_score(p: float, rule: TypeRule) -> float:
+    """``weight x (FLOOR + (1 - FLOOR) x margin)``; margin: where p sits from threshold to 1."""
+    span = 1.0 - rule.threshold
+    margin = (p - rule.threshold) / span if span > 0 else 1.0
+    return rule.weight * (FLOOR + (1.0 - FLOOR) * min(1.0, max(0.0, margin)))
+
+
+def stacks(models: dict[str, PortableModel]) -> dict[str, Stack]:
+    """The score layer of every model that has one (``stack`` in its manifest)."""
+    out = {}
+    for kind, model in models.items():
+        try:
+            stack = from_manifest(model.manifest)
+        except StackFormatError as exc:
+            raise ModelFormatError(f"{kind}: {exc}") from exc
+        if stack is not None:
+            out[kind] = stack
+    return out
+
+
 def load_models(directory: Path) -> dict[str, PortableModel]:
     """The three content models from ``directory``; :class:`ModelFormatError` if one is bad."""
     return {kind: load(directory, kind, FEATURE_SCHEMA) for kind in TYPES}
@@ -110,24 +144,29 @@ def load_models(directory: Path) -> dict[str, PortableModel]:
 @register(NAME, summary="spam / phishing / sensitive probabilities (TF-IDF linear models)")
 def build(options: Options, context: DetectorContext) -> ContentDetector:
     path = options.get_str("model_path", "")
-    default_threshold = options.get_float("threshold", DEFAULT_THRESHOLD, 0.0, 1.0)
-    assert default_threshold is not None
+    common = options.get_float("threshold", None, 0.0, 1.0)
     max_chars = options.get_int("max_text_chars", DEFAULT_MAX_CHARS, minimum=1000)
-    rules = {kind: _rule(options.section(kind), kind, default_threshold) for kind in TYPES}
+    sections = {kind: options.section(kind) for kind in TYPES}
     options.finish()
     directory = context.model_dir / (path or NAME)
     try:
         models = load_models(directory)
+        layers = stacks(models)
     except ModelFormatError as exc:
         raise DetectorUnavailable(str(exc)) from exc
+    rules = {kind: _rule(sections[kind], kind, common, layers.get(kind)) for kind in TYPES}
     return ContentDetector(models, rules, TextPrep(max_chars=max_chars), text_function())
 
 
-def _rule(options: Options, kind: str, default_threshold: float) -> TypeRule:
-    threshold = options.get_float("threshold", default_threshold, 0.0, 1.0)
+def _rule(options: Options, kind: str, common: float | None, stack: Stack | None) -> TypeRule:
+    """Threshold: the type's own option, else ``threshold``, else the model's manifest, else 0.9."""
+    threshold = options.get_float("threshold", None, 0.0, 1.0)  # unset: what follows decides
+    if threshold is None:
+        threshold = common
+    if threshold is None:
+        threshold = stack.threshold if stack is not None else DEFAULT_THRESHOLD
     weight = options.get_number("weight", DEFAULT_WEIGHTS[kind], minimum=0.0)
     options.finish()
-    assert threshold is not None
     return TypeRule(threshold, weight)
 
 

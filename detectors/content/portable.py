@@ -1,16 +1,15 @@
 """Version-independent content models: export from scikit-learn, save, load and score with numpy.
 
 Training (:mod:`mailwarden.training.content.train`) fits a scikit-learn ``TfidfVectorizer`` plus a
-binary
-linear classifier (multinomial or complement Naive Bayes, logistic regression, or a linear SVM with
-sigmoid calibration); :func:`from_sklearn` reduces any of them to the same portable form: a
+binary linear classifier (multinomial or complement Naive Bayes, logistic regression, or a linear
+SVM with sigmoid calibration); :func:`from_sklearn` reduces any of them to the same portable form: a
 vocabulary, IDF weights and one linear scorer ``p = expit(slope * (x . w + bias) + offset)`` over
 the l2-normalised TF-IDF vector ``x``. :func:`save` writes that as ``NAME.npz`` (plain arrays,
 loadable with ``allow_pickle=False``, written byte-for-byte reproducibly) plus ``NAME.json`` (the
 manifest: versions, feature schema, training-data digest, date, metrics). The ``content`` detector
 loads it with :func:`load` and scores token lists with numpy only, whatever scikit-learn is
-installed; a :class:`ModelSet` scores several models of one message with a single vocabulary
-lookup per distinct token and gives exactly the scores of each model's own :meth:`probability`.
+installed; a :class:`ModelSet` scores several models of one message with a single vocabulary lookup
+per distinct token and gives exactly the scores of each model's own :meth:`probability`.
 """
 
 from __future__ import annotations

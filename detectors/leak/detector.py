@@ -1,8 +1,7 @@
 """The ``leak`` detector: validated sensitive data (cards, SSNs, IBANs, keys, tokens, passwords).
 
 It sits after text extraction (:func:`mailwarden.detectors.text.extract.extract`, shared with the
-other
-content detectors) and before the policy. Every text part (and the Subject) is scanned by
+other content detectors) and before the policy. Every text part (and the Subject) is scanned by
 :mod:`.leak_pii` and :mod:`.leak_secrets`; a value found in several parts (the text and HTML
 alternatives of one body, a body quoting its attachment) counts once, at its first location. The
 result is one :class:`~mailwarden.verdict.Finding` per (type, location) with the count of distinct

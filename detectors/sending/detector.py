@@ -2,14 +2,13 @@
 
 It sits with the other detectors between the message snapshot and the policy. For each message it
 builds a :class:`~mailwarden.detectors.sending.features.SendEvent` (identity from SASL login or
-envelope sender, recipients, message time, sizes, reply or not), and in one atomic store
-transaction reads the sender's profile as it was, computes the features, scores them with the
-configured portable model (:mod:`mailwarden.detectors.sending.anomaly_models`) and writes the
-updated profile
+envelope sender, recipients, message time, sizes, reply or not), and in one atomic store transaction
+reads the sender's profile as it was, computes the features, scores them with the configured
+portable model (:mod:`mailwarden.detectors.sending.anomaly_models`) and writes the updated profile
 back. ``scores["sending_anomaly"]`` (0..1) is always set; above ``report_above`` a
 ``sending_anomaly`` finding names the features that drove it. When the store is down the detector
-skips messages (an ``error`` result, logged at most once per ``log_every_seconds``) and retries
-with backoff until it is back.
+skips messages (an ``error`` result, logged at most once per ``log_every_seconds``) and retries with
+backoff until it is back.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Redis backend of the per-sender state store, shared by several milter instances.
 
-Each sender profile is one string key ``<prefix>s:<hashed sender>`` with a TTL (state of senders
-who stop sending expires by itself); the anomalous senders are one sorted set ``<prefix>flagged``
-scored by the flag time. A read-modify-write runs as an optimistic transaction (WATCH, compute,
-MULTI/EXEC, retry on conflict), so two instances updating the same sender never lose an update;
-inside one process, updates of one sender also take a striped lock, so threads do not make each
-other retry.
+Each sender profile is one string key ``<prefix>s:<hashed sender>`` with a TTL (state of senders who
+stop sending expires by itself); the anomalous senders are one sorted set ``<prefix>flagged`` scored
+by the flag time. A read-modify-write runs as an optimistic transaction (WATCH, compute, MULTI/EXEC,
+retry on conflict), so two instances updating the same sender never lose an update; inside one
+process, updates of one sender also take a striped lock, so threads do not make each other retry.
 Works with Debian 12's redis-py 4.3 and current redis-py; connection problems are reported as
 :class:`~mailwarden.detectors.sending.state.StoreUnavailable` and redis-py reconnects on the next
 command.

@@ -1,11 +1,11 @@
 """Scoring files without an MTA: the engine behind ``mailwarden score`` and ``mailwarden replay``.
 
 Messages read by :mod:`mailwarden.files.sources` become :class:`~mailwarden.message.Message`
-snapshots
-whose envelope comes from the headers (sender from ``From:``, recipients from ``To:``/``Cc:``/
-``Bcc:``, time from ``Date:``), then go through the same :class:`~mailwarden.engine.Engine` the
-milter uses. ``score`` is stateless; ``replay`` orders messages by ``Date:`` and runs them with a
-fresh in-memory sending-pattern state, as if they were sent at those times.
+snapshots whose envelope comes from the headers (sender from ``From:``, recipients from
+``To:``/``Cc:``/ ``Bcc:``, time from ``Date:``), then go through the same
+:class:`~mailwarden.engine.Engine` the milter uses. ``score`` is stateless; ``replay`` orders
+messages by ``Date:`` and runs them with a fresh in-memory sending-pattern state, as if they were
+sent at those times.
 """
 
 from __future__ import annotations

@@ -1,18 +1,17 @@
 """The daemon: owns the one current engine, swaps it on SIGHUP and drains on SIGTERM.
 
-``mailwarden run`` builds a :class:`Runtime` from the config, starts the metrics endpoint, and
-runs libmilter's loop on a background thread while the main thread waits for signals (libmilter
-blocks SIGHUP/SIGTERM in its own threads; the kernel hands a process signal to the main thread,
-which does not block them). A reload builds a complete new engine first and swaps it in only if it
-loads; a failed reload keeps the old engine and is logged and counted. Connections in flight keep
-the engine they started with; the old engine is closed once its grace period has passed. With
-``processes`` above 1 the same loop runs in each worker of a pre-fork supervisor
-(:mod:`mailwarden.mta.prefork`), which owns the socket and the metrics port; there worker 0 speaks
-for
-all at start, reload and stop (one log line, one ``config_reloads_total`` count per SIGHUP) and
-the other workers log only errors then. SIGTERM removes the unix socket file and returns as soon
-as no session is in flight (libmilter's accept loop is not waited for: ``smfi_stop`` takes effect
-only at its next poll timeout, up to 5 s later).
+``mailwarden run`` builds a :class:`Runtime` from the config, starts the metrics endpoint, and runs
+libmilter's loop on a background thread while the main thread waits for signals (libmilter blocks
+SIGHUP/SIGTERM in its own threads; the kernel hands a process signal to the main thread, which does
+not block them). A reload builds a complete new engine first and swaps it in only if it loads; a
+failed reload keeps the old engine and is logged and counted. Connections in flight keep the engine
+they started with; the old engine is closed once its grace period has passed. With ``processes``
+above 1 the same loop runs in each worker of a pre-fork supervisor (:mod:`mailwarden.mta.prefork`),
+which owns the socket and the metrics port; there worker 0 speaks for all at start, reload and stop
+(one log line, one ``config_reloads_total`` count per SIGHUP) and the other workers log only errors
+then. SIGTERM removes the unix socket file and returns as soon as no session is in flight
+(libmilter's accept loop is not waited for: ``smfi_stop`` takes effect only at its next poll
+timeout, up to 5 s later).
 """
 
 from __future__ import annotations

@@ -1,20 +1,19 @@
 """Pre-fork mode: one listening socket, several worker processes, so scoring uses every core.
 
-pymilter runs all callbacks of a process under one GIL, so one process tops out at one core.
-With ``processes = N`` (N > 1) ``mailwarden run`` becomes a small supervisor: it validates the
+pymilter runs all callbacks of a process under one GIL, so one process tops out at one core. With
+``processes = N`` (N > 1) ``mailwarden run`` becomes a small supervisor: it validates the
 configuration, imports the detector modules (their pages are then shared copy-on-write), opens the
 milter socket through libmilter (:func:`mailwarden.mta.adapter.listen`, non-blocking so that a
-worker
-that loses the race for a connection goes back to waiting instead of hanging in ``accept``), and
-forks N workers. Each worker builds its own engine and state-store connections after the fork and
-runs libmilter's accept loop on the inherited socket, exactly like a single-process daemon
+worker that loses the race for a connection goes back to waiting instead of hanging in ``accept``),
+and forks N workers. Each worker builds its own engine and state-store connections after the fork
+and runs libmilter's accept loop on the inherited socket, exactly like a single-process daemon
 (:func:`mailwarden.mta.daemon.serve_until_stopped`). The parent stays single-threaded: it forwards
 SIGHUP (reload) and SIGTERM/SIGINT (drain) to the workers, restarts a worker that dies, and serves
 the one metrics port, merging the workers' metrics at each scrape
 (:mod:`mailwarden.mta.prefork_metrics`). A worker stops when the parent goes away. Start, reload and
 stop are logged once: by the parent, and by worker 0 for what each worker does (the others log
-errors only), and worker 0 alone counts reloads. On SIGTERM the parent removes the unix socket
-file before signalling the workers, so the MTA sees at once that nobody new will be served.
+errors only), and worker 0 alone counts reloads. On SIGTERM the parent removes the unix socket file
+before signalling the workers, so the MTA sees at once that nobody new will be served.
 """
 
 from __future__ import annotations

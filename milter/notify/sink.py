@@ -1,17 +1,17 @@
 """Notifications: alert mail to admins (and optionally the sender) about held or refused mail.
 
-A decision sink (section ``[notify]``, off by default). When the applied action of a message is
-one of ``actions`` (quarantine and reject by default; with ``observe = true`` also what observe
-mode would have done), it builds an :class:`~mailwarden.notify.alertmail.AlertEvent` (queue ID,
-reference, time, verdict, finding types with counts, confidence and masked fragments: never
-content, subject or attachments) for :class:`~mailwarden.notify.queue.DigestQueue`, whose
-background thread sends rate-limited, deduplicated digests by SMTP to the local MTA (127.0.0.1:25
-by default) or a relay, or through ``sendmail(1)``. In pre-fork mode only worker 0 has that
-queue; the other workers hand their events over through :mod:`mailwarden.notify.spool`, so the
-limits hold for the daemon as configured, whatever worker saw the message. Alert mail is signed (see
+A decision sink (section ``[notify]``, off by default). When the applied action of a message is one
+of ``actions`` (quarantine and reject by default; with ``observe = true`` also what observe mode
+would have done), it builds an :class:`~mailwarden.notify.alertmail.AlertEvent` (queue ID,
+reference, time, verdict, finding types with counts, confidence and masked fragments: never content,
+subject or attachments) for :class:`~mailwarden.notify.queue.DigestQueue`, whose background thread
+sends rate-limited, deduplicated digests by SMTP to the local MTA (127.0.0.1:25 by default) or a
+relay, or through ``sendmail(1)``. In pre-fork mode only worker 0 has that queue; the other workers
+hand their events over through :mod:`mailwarden.notify.spool`, so the limits hold for the daemon as
+configured, whatever worker saw the message. Alert mail is signed (see
 :mod:`mailwarden.notify.alertmail`) and :meth:`NotifySink.exempt` lets the engine pass an intact
-alert
-from our own address unscanned: a notification is never held, notified about, and so on in a loop.
+alert from our own address unscanned: a notification is never held, notified about, and so on in a
+loop.
 """
 
 from __future__ import annotations

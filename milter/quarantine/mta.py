@@ -1,13 +1,12 @@
 """MTA backends for quarantine review: the hold queue as the MTA itself sees it.
 
-The milter can only ask the MTA to quarantine a message; releasing or deleting it afterwards is
-done with the MTA's own tools, which this module wraps for ``mailwarden quarantine``. Postfix
-turns the milter quarantine into its hold queue (``postqueue -j`` lists it, ``postcat -q`` shows a
-queued message, ``postsuper -H`` releases and ``postsuper -d`` deletes, all with ``-c CONFIG_DIR``
-for a non-default instance); Sendmail keeps quarantined jobs in its queue directory (see
+The milter can only ask the MTA to quarantine a message; releasing or deleting it afterwards is done
+with the MTA's own tools, which this module wraps for ``mailwarden quarantine``. Postfix turns the
+milter quarantine into its hold queue (``postqueue -j`` lists it, ``postcat -q`` shows a queued
+message, ``postsuper -H`` releases and ``postsuper -d`` deletes, all with ``-c CONFIG_DIR`` for a
+non-default instance); Sendmail keeps quarantined jobs in its queue directory (see
 :mod:`mailwarden.quarantine.sendmail`). Every tool failure becomes an :class:`MtaError`, and a
-missing
-privilege becomes an :class:`MtaPermissionError` with a message an operator can act on.
+missing privilege becomes an :class:`MtaPermissionError` with a message an operator can act on.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """``mailwarden report``: an audit log turned into a static HTML page with figures.
 
 It reads the JSON lines written by :mod:`mailwarden.sinks.audit` (plain or gzip-compressed
-rotations,
-several files in any order), aggregates them (:class:`Summary`), draws the figures with
-:mod:`mailwarden.report.plots` (volume, verdicts, findings and sending-anomaly scores over time)
-and writes ``index.html`` with the PNGs beside it: a summary, the figures, the top anomalous
-senders (as the audit log recorded them: keyed hashes by default) and the models seen. The page
-needs no script and no network, so it can be mailed or archived as a directory.
+rotations, several files in any order), aggregates them (:class:`Summary`), draws the figures with
+:mod:`mailwarden.report.plots` (volume, verdicts, findings and sending-anomaly scores over time) and
+writes ``index.html`` with the PNGs beside it: a summary, the figures, the top anomalous senders (as
+the audit log recorded them: keyed hashes by default) and the models seen. The page needs no script
+and no network, so it can be mailed or archived as a directory.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Decision sinks that need a secret (:mod:`mailwarden.sinks.audit` hashes sender addresses with it,
 :mod:`mailwarden.notify.sink` signs its own alert mail so the engine can recognise it) read one
-random
-key file, by default ``<state_dir>/mailwarden.key``, created on first use with mode 0600. Each use
-derives its own sub-key (:func:`derive`), so a key recovered from one purpose says nothing about
-the other. Keep the file private: whoever holds it can link hashed senders and forge alert tokens.
+random key file, by default ``<state_dir>/mailwarden.key``, created on first use with mode 0600.
+Each use derives its own sub-key (:func:`derive`), so a key recovered from one purpose says nothing
+about the other. Keep the file private: whoever holds it can link hashed senders and forge alert
+tokens.
 """
 
 from __future__ import annotations

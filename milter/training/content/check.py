@@ -1,10 +1,10 @@
 """Compare two content-model directories: the reproducibility check of ``scripts/build-models``.
 
 ``python -m mailwarden.training.content.check SHIPPED REBUILT`` reports, per type, whether the
-``.npz`` and
-``.json`` artefacts are byte-identical and, when they are not (another numpy, scikit-learn or zlib
-build), whether the vocabularies are equal and every parameter agrees within a tolerance, which
-makes the two models score-for-score equal. Exit status 0 when every type is reproduced.
+``.npz`` and ``.json`` artefacts are byte-identical and, when they are not (another numpy,
+scikit-learn or zlib build), whether the vocabularies are equal and every parameter agrees within a
+tolerance, which makes the two models score-for-score equal. Exit status 0 when every type is
+reproduced.
 """
 
 from __future__ import annotations

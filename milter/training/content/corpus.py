@@ -1,13 +1,12 @@
 """Labelled corpora for training and evaluating the content classifiers.
 
 It sits between :mod:`mailwarden.files.sources` (raw messages from archives, mbox, maildir, .eml)
-and
-:mod:`mailwarden.training.content.train` / :mod:`mailwarden.training.content.evaluate`: every
-message becomes a
-:class:`Doc` holding the sha256 of its raw bytes and the exact text the ``content`` detector would
-see. It also defines the seeded, content-addressed train/held-out split (a message's bucket depends
-only on its bytes and the seed, so evaluation can recompute it), the training-data digest recorded
-in manifests, and the phishing-cue rule that picks the phishing-like part of a spam corpus.
+and :mod:`mailwarden.training.content.train` / :mod:`mailwarden.training.content.evaluate`: every
+message becomes a :class:`Doc` holding the sha256 of its raw bytes and the exact text the
+``content`` detector would see. It also defines the seeded, content-addressed train/held-out split
+(a message's bucket depends only on its bytes and the seed, so evaluation can recompute it), the
+training-data digest recorded in manifests, and the phishing-cue rule that picks the phishing-like
+part of a spam corpus.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailwarden.detectors.content.phish_cues import message_cues, text_cues
 from mailwarden.files.sources import iter_sources
 from mailwarden.message import Envelope, Message
 
@@ -47,11 +47,12 @@ _CUES = tuple(re.compile(p, re.IGNORECASE) for p in PHISHING_CUES)
 
 @dataclass(frozen=True, slots=True)
 class Doc:
-    """One labelled document: where it came from, the sha256 of its bytes and its text."""
+    """One labelled document: where it came from, the sha256 of its bytes, its text and cues."""
 
     source: str
     digest: str
     text: str
+    cues: frozenset[str] = frozenset()
 
 
 def message_from_bytes(raw: bytes, source: str = "corpus") -> Message:
@@ -68,13 +69,22 @@ def load_docs(paths: Iterable[str | Path], text: Callable[[Message], str]) -> li
         if digest in seen:
             continue
         seen.add(digest)
-        docs.append(Doc(raw.source, digest, text(message_from_bytes(raw.data, raw.source))))
+        docs.append(message_doc(raw.data, raw.source, text, digest))
     return docs
+
+
+def message_doc(raw: bytes, source: str, text: Callable[[Message], str],
+                digest: str = "") -> Doc:
+    """A :class:`Doc` through the detector's own message path (text and cues)."""
+    message = message_from_bytes(raw, source)
+    body = text(message)
+    return Doc(source, digest or hashlib.sha256(raw).hexdigest(), body,
+               message_cues(message, body))
 
 
 def text_doc(text: str, source: str) -> Doc:
     """A :class:`Doc` for generated text (its digest is the sha256 of the UTF-8 text)."""
-    return Doc(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), text)
+    return Doc(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), text, text_cues(text))
 
 
 def is_held_out(digest: str, seed: int, holdout_percent: int) -> bool:

@@ -1,14 +1,13 @@
 """Evaluation of the ``content`` models, and the ``mailwarden evaluate`` argument hooks.
 
-It sits offline, after training: it loads the portable models exactly as the detector does,
-reads labelled corpora (``--ham`` against ``--spam``, ``--phishing`` and ``--sensitive``, plus
-generated held-out documents for ``sensitive``), scores every message through the detector's text
-path, and writes metrics (accuracy, precision, recall, F1, ROC-AUC, average precision, confusion
-matrices) as JSON and Markdown and PNG plots (:mod:`mailwarden.training.content.plots`). Optional
-checks
-for what a model may be learning besides content: ``--content-holdout-only`` keeps only messages
-the models' own split held out from training, ``--content-strip-headers`` scores the messages with
-every header but Subject and MIME structure removed.
+It sits offline, after training: it loads the portable models exactly as the detector does, reads
+labelled corpora (``--ham`` against ``--spam``, ``--phishing`` and ``--sensitive``, plus generated
+held-out documents for ``sensitive``), scores every message through the detector's text path, and
+writes metrics (accuracy, precision, recall, F1, ROC-AUC, average precision, confusion matrices) as
+JSON and Markdown and PNG plots (:mod:`mailwarden.training.content.plots`). Optional checks for what
+a model may be learning besides content: ``--content-holdout-only`` keeps only messages the models'
+own split held out from training, ``--content-strip-headers`` scores the messages with every header
+but Subject and MIME structure removed.
 """
 
 from __future__ import annotations
@@ -26,8 +25,10 @@ from mailwarden.detectors.content.detector import (
     DEFAULT_THRESHOLD,
     TYPES,
     load_models,
+    stacks,
     text_function,
 )
+from mailwarden.detectors.content.phish_cues import CUES
 from mailwarden.detectors.content.portable import FloatArray, PortableModel
 from mailwarden.detectors.content.textprep import TextPrep
 from mailwarden.message import Message
@@ -146,18 +147,32 @@ def evaluate(models: dict[str, PortableModel], docs: dict[str, Docs]) -> dict[st
     tokens = {name: [prep.tokens(d.text) for d in items] for name, items in docs.items()}
     scores = {kind: {name: model.probabilities(tokens[name]) for name in docs}
               for kind, model in models.items()}
-    report: dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "corpora": {
+    layers = stacks(models)
+    for kind, stack in layers.items():
+        scores[kind] = {name: np.array([stack.probability(float(p), d.cues) for p, d in zip(
+            s, docs[name], strict=True)], dtype=np.float64) for name, s in scores[kind].items()}
+    operating = {kind: layers[kind].threshold if kind in layers else DEFAULT_THRESHOLD
+                 for kind in TYPES}
+    report: dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "operating": operating, "corpora": {
         name: len(items) for name, items in docs.items()}, "models": {
-        kind: _model_info(m) for kind, m in models.items()}, "results": {}, "firing": {}}
+        kind: _model_info(m) for kind, m in models.items()}, "results": {}, "firing": {},
+        "cues": cue_rates(docs)}
     for kind in TYPES:
-        report["results"][kind] = _pairs(kind, scores[kind], docs)
-        report["firing"][kind] = {name: float(np.mean(s > DEFAULT_THRESHOLD)) if len(s) else None
+        report["results"][kind] = _pairs(kind, scores[kind], docs, operating[kind])
+        report["firing"][kind] = {name: float(np.mean(s > operating[kind])) if len(s) else None
                                   for name, s in scores[kind].items()}
     report["scores"] = {kind: {n: s.tolist() for n, s in v.items()} for kind, v in scores.items()}
     return report
 
 
-def _pairs(kind: str, scores: dict[str, FloatArray], docs: dict[str, Docs]) -> dict[str, Any]:
+def cue_rates(docs: dict[str, Docs]) -> dict[str, dict[str, float]]:
+    """Share of each corpus on which each cue fires."""
+    return {name: {cue: float(np.mean([cue in d.cues for d in items])) for cue in CUES}
+            for name, items in docs.items() if items}
+
+
+def _pairs(kind: str, scores: dict[str, FloatArray], docs: dict[str, Docs],
+           operating: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for positive, negatives in PAIRS[kind]:
         negs = [n for n in negatives if docs.get(n)]
@@ -165,8 +180,9 @@ def _pairs(kind: str, scores: dict[str, FloatArray], docs: dict[str, Docs]) -> d
             continue
         p = np.concatenate([scores[positive], *(scores[n] for n in negs)])
         y = np.array([1] * len(scores[positive]) + [0] * (len(p) - len(scores[positive])))
-        out[f"{positive} vs {'+'.join(negs)}"] = {
-            str(t): binary_metrics(y, p, t) for t in (0.5, DEFAULT_THRESHOLD)}
+        metrics = {str(t): binary_metrics(y, p, t) for t in (0.5, DEFAULT_THRESHOLD)}
+        metrics["operating"] = binary_metrics(y, p, operating)
+        out[f"{positive} vs {'+'.join(negs)}"] = metrics
     return out
 
 
@@ -191,7 +207,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["# Content classifier evaluation", "",
              f"Corpora: {', '.join(f'{k} {v}' for k, v in report['corpora'].items())}.", "",
              "| type | positives vs negatives | n+ | n- | ROC-AUC | AP | F1@0.5 | P@0.9 | R@0.9 "
-             "| F1@0.9 | confusion@0.9 (tn fp fn tp) |", "|" + "---|" * 11]
+             "| F1@0.9 | confusion@0.9 (tn fp fn tp) | threshold | held | neg. held |",
+             "|" + "---|" * 14]
     for kind, pairs in report["results"].items():
         for pair, by_t in pairs.items():
             lo, hi = by_t["0.5"], by_t[str(report["threshold"])]
@@ -199,14 +216,25 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {kind} | {pair} | {hi['n_positive']} | {hi['n_negative']} | "
                          f"{_f(hi['roc_auc'])} | {_f(hi['average_precision'])} | {_f(lo['f1'])} | "
                          f"{_f(hi['precision'])} | {_f(hi['recall'])} | {_f(hi['f1'])} | "
-                         f"{c['tn']} {c['fp']} {c['fn']} {c['tp']} |")
-    lines += ["", f"Share of each corpus above the threshold {report['threshold']}:", "",
+                         f"{c['tn']} {c['fp']} {c['fn']} {c['tp']} | "
+                         f"{_f(report['operating'][kind])} | {_f(by_t['operating']['recall'])} | "
+                         f"{_f(1 - _specificity(by_t['operating']))} |")
+    lines += ["", "Share of each corpus above each type's operating threshold:", "",
               "| corpus | " + " | ".join(report["firing"]) + " |",
               "|---|" + "---|" * len(report["firing"])]
     for name in report["corpora"]:
         rates = [_f(report["firing"][k].get(name)) for k in report["firing"]]
         lines.append(f"| {name} | " + " | ".join(rates) + " |")
+    lines += ["", "Share of each corpus on which each cue fires:", "",
+              "| corpus | " + " | ".join(CUES) + " |", "|---|" + "---|" * len(CUES)]
+    for name, rates_by_cue in report.get("cues", {}).items():
+        lines.append(f"| {name} | " + " | ".join(f"{rates_by_cue[c]:.3f}" for c in CUES) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _specificity(metrics: dict[str, Any]) -> float:
+    c = metrics["confusion"]
+    return c["tn"] / (c["tn"] + c["fp"]) if c["tn"] + c["fp"] else 1.0
 
 
 def _f(value: Any) -> str:
@@ -216,7 +244,7 @@ def _f(value: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mailwarden.training.content.evaluate --ham ... --models DIR --report DIR``."""
     parser = argparse.ArgumentParser(prog="mailwarden.training.content.evaluate",
-    description=__doc__)
+                                     description=__doc__)
     add_evaluate_arguments(parser)
     parser.add_argument("--models", type=Path, required=True, help="model directory")
     parser.add_argument("--report", type=Path, required=True, help="report directory")

@@ -1,20 +1,27 @@
 """A seeded generator of synthetic English phishing lures for the ``phishing`` model.
 
-The only redistributable training corpus (SpamAssassin, 2002) holds a few dozen phishing-like
-spams and no modern credential phishing, and the Phishing Pot corpus may only be used for
-evaluation. :func:`lure_docs` therefore composes lures from templates of common, publicly
-documented phishing themes (account verification and lock-out, unusual sign-in, mailbox quota,
-parcel delivery fees, invoices and shared documents, payroll, tax refunds, prizes, crypto wallets),
-with brands, amounts, deadlines and link placeholders as random slots. As in
-:mod:`mailwarden.training.content.synth`, every fifth template sentence is reserved for
-``phrasing="unseen"``. Limits: English only, template vocabulary, no real URLs or HTML.
+The only redistributable training corpus (SpamAssassin, 2002) holds a few dozen phishing-like spams
+and no modern credential phishing, and the Phishing Pot corpus may only be used for evaluation.
+:func:`lure_docs` therefore composes lures from templates of common, publicly documented phishing
+themes (account verification and lock-out, unusual sign-in, mailbox quota, parcel delivery fees,
+invoices and shared documents, payroll, tax refunds, prizes, crypto wallets), with brands, amounts,
+deadlines and link placeholders as random slots. As in :mod:`mailwarden.training.content.synth`,
+every fifth template sentence is reserved for ``phrasing="unseen"``. Each lure is a whole MIME
+message read through the detector's own message path
+(:func:`mailwarden.training.content.corpus.message_doc`): plain text, or HTML whose action link may
+show another domain than its target, point to an IP, punycode or shortener host, with a brand
+display name on an unrelated sender domain, and now and then an attached HTML page holding a
+password form (:mod:`mailwarden.training.content.lure_mime`). Limits: English only, template
+vocabulary, made-up domains, structure drawn from fixed shares (a prior, not measured phishing).
 """
 
 from __future__ import annotations
 
 import random
 
-from mailwarden.training.content.corpus import Doc, text_doc
+from mailwarden.detectors.content.detector import text_function
+from mailwarden.training.content.corpus import Doc, message_doc
+from mailwarden.training.content.lure_mime import lure_message
 from mailwarden.training.content.synth import PEOPLE
 
 BRANDS = ("Microsoft", "Office 365", "Outlook", "PayPal", "Netflix", "Amazon", "DHL", "FedEx",
@@ -95,10 +102,17 @@ PLACES = ("Lagos, Nigeria", "Moscow, Russia", "Sao Paulo, Brazil", "Jakarta, Ind
 
 def lure_docs(seed: int, count: int, phrasing: str = "train") -> list[Doc]:
     """``count`` generated phishing lures ("train", "unseen" or "all" template sentences)."""
+    name = f"synthetic:lure:{seed}:{phrasing}"
+    text = text_function()
+    raws = lure_messages(seed, count, phrasing)
+    return [message_doc(raw, f"{name}:{i}", text) for i, raw in enumerate(raws)]
+
+
+def lure_messages(seed: int, count: int, phrasing: str = "train") -> list[bytes]:
+    """The messages behind :func:`lure_docs` (the same seed gives the same bytes)."""
     rng = random.Random(f"{seed}:lure:{phrasing}")
     pool = {t: _phrasing(s, phrasing) for t, s in LURES.items()}
-    name = f"synthetic:lure:{seed}:{phrasing}"
-    return [text_doc(_lure(rng, pool), f"{name}:{i}") for i in range(count)]
+    return [_lure(rng, pool) for _ in range(count)]
 
 
 def _phrasing(sentences: tuple[str, ...], phrasing: str) -> tuple[str, ...]:
@@ -108,16 +122,17 @@ def _phrasing(sentences: tuple[str, ...], phrasing: str) -> tuple[str, ...]:
     return tuple(s for i, s in enumerate(sentences) if (i % 5 == 4) == unseen)
 
 
-def _lure(rng: random.Random, pool: dict[str, tuple[str, ...]]) -> str:
+def _lure(rng: random.Random, pool: dict[str, tuple[str, ...]]) -> bytes:
     slots = _slots(rng)
     lines = [rng.choice(("Dear customer,", "Dear {first},", "Hello {first},", "Dear user,"))]
     for topic in rng.sample(sorted(pool), k=rng.randint(1, 2)):
         count = min(len(pool[topic]), rng.randint(1, 3))
         lines.extend(rng.sample(pool[topic], k=count))
-    lines.append(rng.choice(ACTIONS))
-    lines.append(rng.choice(SIGNATURES))
-    subject = rng.choice(SUBJECTS)
-    return "\n\n".join([subject, *lines]).format(**slots)
+    action = rng.choice(ACTIONS).format(**slots)
+    signature = rng.choice(SIGNATURES).format(**slots)
+    subject = rng.choice(SUBJECTS).format(**slots)
+    body = [line.format(**slots) for line in lines]
+    return lure_message(rng, slots, subject, body, action, signature)
 
 
 def _slots(rng: random.Random) -> dict[str, str]:

@@ -2,11 +2,10 @@
 
 It sits inside offline training and evaluation (:mod:`mailwarden.training.content.train`,
 :mod:`mailwarden.training.content.evaluate`), never in the scan path: it builds the scikit-learn
-pipelines that
-are compared (TF-IDF with multinomial or complement Naive Bayes, logistic regression, a linear SVM
-with sigmoid calibration), runs the seeded cross-validation that picks one per type, checks that
-the exported portable model reproduces the pipeline's probabilities, and computes the metrics
-(accuracy, precision, recall, F1, ROC-AUC, average precision, confusion matrix) reported in
+pipelines that are compared (TF-IDF with multinomial or complement Naive Bayes, logistic regression,
+a linear SVM with sigmoid calibration), runs the seeded cross-validation that picks one per type,
+checks that the exported portable model reproduces the pipeline's probabilities, and computes the
+metrics (accuracy, precision, recall, F1, ROC-AUC, average precision, confusion matrix) reported in
 manifests and evaluation reports. Every estimator runs single-threaded with a fixed seed.
 """
 

@@ -1,10 +1,9 @@
 """PNG figures of a content-model evaluation (evaluation-only: needs matplotlib).
 
 Called by :mod:`mailwarden.training.content.evaluate` after the metrics are computed: confusion
-matrices at the
-default threshold, ROC and precision-recall curves for every type and corpus pair, and a t-SNE map
-of a bounded, seeded sample of the messages in a shared TF-IDF space (truncated SVD to 50
-dimensions first), coloured by corpus. matplotlib is imported here only, with the Agg backend,
+matrices at the default threshold, ROC and precision-recall curves for every type and corpus pair,
+and a t-SNE map of a bounded, seeded sample of the messages in a shared TF-IDF space (truncated SVD
+to 50 dimensions first), coloured by corpus. matplotlib is imported here only, with the Agg backend,
 so the scanner never needs it.
 """
 

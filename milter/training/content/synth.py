@@ -1,10 +1,9 @@
 """A seeded generator of synthetic business mail, confidential or not, for the ``sensitive`` model.
 
 No corpus of confidential business mail may be shipped, so :mod:`mailwarden.training.content.train`
-trains
-``sensitive`` on this generator's output. :func:`synthetic_docs` composes messages from sentence
-templates with random slots (companies, people, projects, amounts, dates): ``confidential`` ones
-discuss unreleased financials, deals, pay and HR cases, legal matters, customer data, security
+trains ``sensitive`` on this generator's output. :func:`synthetic_docs` composes messages from
+sentence templates with random slots (companies, people, projects, amounts, dates): ``confidential``
+ones discuss unreleased financials, deals, pay and HR cases, legal matters, customer data, security
 incidents or roadmaps, with or without a confidentiality marking; ``benign`` ones are ordinary
 business mail (meetings, public announcements, logistics) that often carries the same boilerplate
 "this e-mail may be confidential" footer, so the model must learn content, not the footer. Either

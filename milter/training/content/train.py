@@ -1,16 +1,15 @@
 """Training of the ``content`` detector's models, and the ``mailwarden train`` argument hooks.
 
 It sits offline, before the detector: labelled corpora (:mod:`mailwarden.training.content.corpus`)
-are
-turned into token lists by the detector's own text path and :class:`TextPrep`, split by content
+are turned into token lists by the detector's own text path and :class:`TextPrep`, split by content
 hash into training and held-out parts, and for each type (``spam``, ``phishing``, ``sensitive``,
 each against ham) the TF-IDF linear candidates of :mod:`mailwarden.training.content.models` are
-compared by
-seeded cross-validation on the training part only. The best one is refitted on the training part,
-exported to the portable format, checked against the scikit-learn pipeline it came from, scored
-on the held-out part and saved with its manifest. Positives when no corpus is given: the
-phishing-like part of the spam corpus for ``phishing``, :mod:`mailwarden.training.content.synth` for
-``sensitive``.
+compared by seeded cross-validation on the training part only. The best one is refitted on the
+training part, exported to the portable format, checked against the scikit-learn pipeline it came
+from, given its score layer and threshold for spam and phishing
+(:mod:`mailwarden.training.content.stacking`), scored on the held-out part and saved with its
+manifest. Positives when no corpus is given: the phishing-like part of the spam corpus for
+``phishing``, :mod:`mailwarden.training.content.synth` for ``sensitive``.
 """
 
 from __future__ import annotations
@@ -30,9 +29,10 @@ import numpy as np
 from mailwarden.detectors.content.detector import DEFAULT_THRESHOLD, text_function, text_source
 from mailwarden.detectors.content.portable import save
 from mailwarden.detectors.content.textprep import FEATURE_SCHEMA, TextPrep
-from mailwarden.training.content import corpus
+from mailwarden.training.content import corpus, stacking
 from mailwarden.training.content import models as cm
 from mailwarden.training.content.lures import lure_docs
+from mailwarden.training.content.lures_i18n import add_foreign
 from mailwarden.training.content.synth import synthetic_docs
 
 CORPUS_FLAGS = ("ham", "spam", "phishing", "sensitive")
@@ -48,6 +48,7 @@ class TrainConfig:
     holdout_percent: int = 25
     synthetic_sensitive: int = 1200
     synthetic_phishing: int = 800
+    synthetic_foreign: int = 400  # pt/es/de/fr lures, and as many benign mails (content_lures_i18n)
     phishing_from_spam: str = "all"  # "all", "cues" (phishing-like part) or "none"
     candidates: tuple[str, ...] = cm.CANDIDATE_NAMES
     folds: int = 5
@@ -181,6 +182,10 @@ def phishing_data(part: dict[str, tuple[Docs, Docs]], config: TrainConfig) -> Ty
     if n > 0:
         data.origin += " + synthetic lures (content_lures) vs synthetic benign business mail"
         _add_synthetic(data, part, config, n, _lures, "benign")
+    if config.synthetic_foreign > 0:
+        data.origin += " + pt/es/de/fr lures vs benign mail (content_lures_i18n)"
+        add_foreign(config.seed, config.synthetic_foreign, (data.train_pos, data.train_neg),
+                    (data.test_pos, data.test_neg))
     return data if data.train_pos else None
 
 
@@ -230,9 +235,12 @@ def train_type(data: TypeData, tokens: Callable[[Sequence[corpus.Doc]], list[lis
     diff = cm.max_difference(model, pipe, x)
     if diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"{data.kind}: portable export differs from scikit-learn by {diff}")
+    stack = stacking.attach(data.kind, model, best, x, train_docs, y, config.seed, config.folds)
+    test_docs = [*data.test_pos, *data.test_neg]
     test_y = np.array([1] * len(data.test_pos) + [0] * len(data.test_neg))
-    p = model.probabilities(tokens([*data.test_pos, *data.test_neg]))
-    held_out = {str(t): cm.binary_metrics(test_y, p, t) for t in (0.5, DEFAULT_THRESHOLD)}
+    p = stacking.scores(model, stack, tokens(test_docs), test_docs)
+    cuts = (0.5, DEFAULT_THRESHOLD) if stack is None else (0.5, DEFAULT_THRESHOLD, stack.threshold)
+    held_out = {str(t): cm.binary_metrics(test_y, p, t) for t in cuts}
     model.manifest["metrics"] = {"cross_validation": table, "export_max_abs_difference": diff,
                                  "held_out": held_out}
     save(model, out_dir)

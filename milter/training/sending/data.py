@@ -3,13 +3,12 @@
 Three sources, all turned into time-ordered
 :class:`~mailwarden.detectors.sending.features.SendEvent` lists: sending logs (CSV, optionally
 gzipped, with ``unix_time``, ``sender``, pipe-separated ``recipients``) whose anonymous node ids are
-mapped to addresses and given seeded sizes, attachments, replies and a share of external and
-webmail contacts (the logs have none of these); mail archives read with
+mapped to addresses and given seeded sizes, attachments, replies and a share of external and webmail
+contacts (the logs have none of these); mail archives read with
 :func:`mailwarden.files.sources.iter_sources` and replayed by Date/From/To/Cc, exactly as the
-detector
-would see them; and a seeded generator of normal organisation traffic (working hours, contact
-lists, partner domains, occasional new contacts), which any machine can rebuild and which trains
-the shipped default model.
+detector would see them; and a seeded generator of normal organisation traffic (working hours,
+contact lists, partner domains, occasional new contacts), which any machine can rebuild and which
+trains the shipped default model.
 """
 
 from __future__ import annotations

@@ -3,11 +3,10 @@
 For each history (a sending log or mail archive, or the synthetic organisation) the earlier part
 trains the four models and the later part, with seeded scenarios injected by
 :mod:`mailwarden.training.sending.scenarios`, measures them: ROC-AUC and accuracy over messages
-(scenario messages
-against real ones), the share of real messages flagged (false-positive rate), and per scenario the
-detection delay (position of the first flagged message). The shipped model in ``model_dir`` is
-measured on the same data. ``evaluate_from_args`` is the ``evaluate`` command's hook;
-``python -m mailwarden.training.sending.evaluate --suite report`` reproduces
+(scenario messages against real ones), the share of real messages flagged (false-positive rate), and
+per scenario the detection delay (position of the first flagged message). The shipped model in
+``model_dir`` is measured on the same data. ``evaluate_from_args`` is the ``evaluate`` command's
+hook; ``python -m mailwarden.training.sending.evaluate --suite report`` reproduces
 ``docs/sending-evaluation.md``.
 """
 

@@ -1,9 +1,8 @@
 """Figures for the sending-pattern evaluation (PNG, matplotlib imported lazily).
 
 Called by :mod:`mailwarden.training.sending.evaluate` with a prepared run and its per-model test
-scores:
-a t-SNE map of test messages coloured by scenario kind, a pair plot of five key features, and
-the score distribution of real against injected messages for each model. Evaluation only:
+scores: a t-SNE map of test messages coloured by scenario kind, a pair plot of five key features,
+and the score distribution of real against injected messages for each model. Evaluation only:
 matplotlib (Debian ``python3-matplotlib``) is not a run-time dependency.
 """
 

@@ -1,15 +1,14 @@
 """Seeded compromise scenarios injected into a sending history, for evaluation and replay tests.
 
 Real sending logs hold no compromises, so evaluation (:mod:`mailwarden.training.sending.evaluate`)
-takes a
-history, keeps its earlier part for training, and injects into the later part scenarios of five
-kinds against senders with an established history: a burst to new external recipients,
+takes a history, keeps its earlier part for training, and injects into the later part scenarios of
+five kinds against senders with an established history: a burst to new external recipients,
 night-time exfiltration of large attachments to one new webmail address, blasts to hundreds of
-recipients, unusual-hour mail to strangers, and a rate spike to the usual contacts. Every
-injected message carries its scenario's kind, id and position, so detection delay can be
-measured. :func:`write_mbox` writes any such history as an mbox (headers Date/From/To/Cc,
-Message-ID, In-Reply-To for replies, a base64 attachment of about the stated size), which the
-``replay`` command reads back in Date order.
+recipients, unusual-hour mail to strangers, and a rate spike to the usual contacts. Every injected
+message carries its scenario's kind, id and position, so detection delay can be measured.
+:func:`write_mbox` writes any such history as an mbox (headers Date/From/To/Cc, Message-ID,
+In-Reply-To for replies, a base64 attachment of about the stated size), which the ``replay`` command
+reads back in Date order.
 """
 
 from __future__ import annotations
