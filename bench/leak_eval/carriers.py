@@ -2,9 +2,9 @@
 
 A carrier takes the ham message's own text (headers and prose stay real) and the snippets, and
 builds the outbound message bytes plus the location the detector must report: the plain body as
-is, quoted-printable or base64, an HTML-only body, or an attachment (CSV, PDF, DOCX, XLSX, a ZIP
-of text, a ZIP inside a ZIP holding an office document or PDF). Documents are written with the
-same libraries the readers use (python-docx, openpyxl) or by hand (PDF).
+is, quoted-printable or base64, an HTML-only body, or an attachment (text, CSV, PDF, DOCX, XLSX,
+a ZIP of text, a ZIP inside a ZIP holding an office document or PDF). Documents are written with
+the same libraries the readers use (python-docx, openpyxl) or by hand (PDF).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-CARRIERS = ("plain", "qp", "base64", "html", "csv", "pdf", "docx", "xlsx", "zip", "nested_zip")
+CARRIERS = (
+    "plain", "qp", "base64", "html", "txt", "csv", "pdf", "docx", "xlsx", "zip", "nested_zip",
+)
 
 
 def interleave(rng: random.Random, prose: list[str], snippets: list[str]) -> list[str]:
