@@ -2,11 +2,11 @@
 
 It sits after text extraction (:func:`mailwarden.detectors.extract.extract`, shared with the other
 content detectors) and before the policy. Every text part (and the Subject) is scanned by
-:mod:`.leak_pii` and :mod:`.leak_secrets`; a value found in several parts (the text and HTML
-alternatives of one body, a body quoting its attachment) counts once, at its first location. The
-result is one :class:`~mailwarden.verdict.Finding` per (type, location) with the count of distinct
-values, the highest confidence, masked evidence only, and a score from the formula below; every
-unscannable part becomes an ``unscannable_attachment`` finding.
+:mod:`.leak_pii`, :mod:`.leak_secrets` and :mod:`.leak_credentials`; a value found in several
+parts (the text and HTML alternatives of one body, a body quoting its attachment) counts once, at
+its first location. The result is one :class:`~mailwarden.verdict.Finding` per (type, location)
+with the count of distinct values, the highest confidence, masked evidence only, and a score from
+the formula below; every unscannable part becomes an ``unscannable_attachment`` finding.
 
 Score of type T with n distinct values whose confidence factors are f_1..f_n (low 0.35,
 medium 0.65, high 1.0 by default)::
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mailwarden.detectors import leak_pii, leak_secrets
+from mailwarden.detectors import leak_credentials, leak_pii, leak_secrets
 from mailwarden.detectors.base import BaseDetector, DetectorContext, register
 from mailwarden.detectors.extract import extract
 from mailwarden.detectors.leak_scan import TYPES, Match, ScanSettings, Text
@@ -48,6 +48,7 @@ SCANNERS: tuple[tuple[str, Callable[[Text], Iterator[Match]]], ...] = (
     ("us_ssn", leak_pii.ssns),
     ("iban", leak_pii.ibans),
     ("password", leak_secrets.passwords),
+    ("password", leak_credentials.credential_lines),
 )
 
 

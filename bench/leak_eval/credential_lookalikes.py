@@ -43,7 +43,8 @@ def documented_placeholder(rng: random.Random) -> Snippet:
     return _look("credential_placeholder", rng.choice([
         "password: <password>", "pwd=********", "Password: changeme", "password: your_password",
         "DB_PASSWORD=${DB_PASSWORD}", "pass: xxx", "user: <username> pass: <password>",
-        "login: admin / password: admin", "user: root pass: toor", "USER=${DB_USER} PASS=${DB_PASS}",
+        "login: admin / password: admin", "user: root pass: toor",
+        "USER=${DB_USER} PASS=${DB_PASS}",
         "export DB_PASSWORD=changeme", "export X_SECRET=your_secret_here",
         "MYSQL_ROOT_PASSWORD: ${MYSQL_ROOT_PASSWORD}", "POSTGRES_PASSWORD=$POSTGRES_PASSWORD",
         "X_SECRET=<generate with openssl rand -hex 32>", f"postgres://user:password@{host}/db",
@@ -67,7 +68,8 @@ def pass_word(rng: random.Random) -> Snippet:
     return _look("pass_not_password", rng.choice([
         f"Boarding pass: {code}", f"Gate pass: GP-{digits(rng, 4)}", "pass rate: 98.2%",
         "--- PASS: TestLoginHandler (0.02s)", "Result: PASS", "Pass/Fail: Pass",
-        "first pass: 0.83s, second pass: 0.41s", "bypass: enabled", f"Passport No: X{digits(rng, 7)}",
+        "first pass: 0.83s, second pass: 0.41s", "bypass: enabled",
+        f"Passport No: X{digits(rng, 7)}",
         f"Season pass: SP-2024-{digits(rng, 3)}", "PASS: test_login_redirect_ok",
         f"Day pass = DP{digits(rng, 6)}", "Hall pass: granted", "pass: yes",
         f"pass@{digits(rng, 1)}: 0.{digits(rng, 3)}", f"Pass-through: {code}",

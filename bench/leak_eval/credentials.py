@@ -1,12 +1,12 @@
 """Seeded credentials for the leak evaluation set, in the many forms people write them.
 
 :func:`credential` replaces the single-template password generator: it picks one written form
-(the original twelve templates, a user/password pair on one line or two, a ``login/pass`` pair, a labelled value in one of six
-languages, a URL or connection string, ``.netrc`` and ``.pgpass`` lines, environment and compose
-files, JSON/YAML/XML) and fills it from independent lists of labels, separators, joiners, cases
-and surrounding words, so the set is not the detector's own patterns read backwards. Every
-snippet is of type ``password`` (the detector's one credential type); its family names the form,
-for the per-form table of :mod:`bench.leak_eval.__main__`.
+(the original twelve templates, a user/password pair on one line or two, a ``login/pass`` pair,
+a labelled value in one of six languages, a URL or connection string, ``.netrc`` and ``.pgpass``
+lines, environment and compose files, JSON/YAML/XML) and fills it from independent lists of
+labels, separators, joiners, cases and surrounding words, so the set is not the detector's own
+patterns read backwards. Every snippet is of type ``password`` (the detector's one credential
+type); its family names the form, for the per-form table of :mod:`bench.leak_eval.__main__`.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ def labelled(rng: random.Random) -> str:
         pass_label = rng.choice(["Password", "pwd", "Passwort", "senha"])
     owner = rng.choice(["", "", "the wifi ", "DB ", "new ", "temp ", "root ", "Your ", "admin "])
     if rng.random() < 0.4:
-        now = " now" if verbs[0] == "is" and rng.random() < 0.3 else ""
-        middle = f" {rng.choice(verbs)}{now}{rng.choice([' ', ': ', ' : '])}"
+        verb = rng.choice(verbs)
+        now = " now" if verb == "is" and rng.random() < 0.3 else ""
+        middle = f" {verb}{now}{rng.choice([' ', ': ', ' : '])}"
     else:
         middle = rng.choice(SEPARATORS)
     return f"{rng.choice(INTROS)}{owner}{pass_label}{middle}{value(rng)}{rng.choice(OUTROS)}"
