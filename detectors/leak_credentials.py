@@ -40,6 +40,7 @@ _FILLER = re.compile(r"[*xX.#•_=~-]+|(.)\1+")
 _TEMPLATE = re.compile(
     r"[<{\[(/~\\]|\$[{(]|\$[A-Za-z_]\w*$|%(?:\(\w+\))?[sd]$|%[A-Z_][A-Z0-9_]*%$"
 )
+_DATE = re.compile(r"\d{1,4}([-./])\d{1,2}\1\d{1,4}")  # 2024-05-01, 01.05.2024: a date
 _PROSE_WORD = re.compile(r"[^\W\d_]+-[^\W\d_]+")  # case-sensitive, self-service
 _ORACLE = re.compile(r"(?:jdbc:oracle:[a-z]+:|sqlplus[ \t]+)[^\s/@:]{1,64}/([^\s@]{1,128})@\S")
 _NETRC = re.compile(
@@ -100,6 +101,11 @@ def password_confidence(value: str, extra: frozenset[str] = frozenset()) -> Conf
     return MEDIUM if classes >= 2 else LOW
 
 
+def _plain_word(value: str) -> bool:
+    """All lower case, capitalised or all upper case letters: a word ("expiring!" included)."""
+    return value.isalpha() and (value[1:].islower() or value.isupper())
+
+
 def not_a_secret(value: str, extra: frozenset[str] = frozenset()) -> bool:
     """A placeholder, filler, template, path, URL, e-mail address or plain word."""
     folded = value.casefold()
@@ -107,6 +113,7 @@ def not_a_secret(value: str, extra: frozenset[str] = frozenset()) -> bool:
         folded in PLACEHOLDERS or folded in extra or _PLACEHOLDER_SHAPE.fullmatch(folded)
         or _FILLER.fullmatch(value) or _TEMPLATE.match(value) or "://" in value
         or re.fullmatch(r"[^@\s]+@[\w-]+\.[\w.-]+", value)  # an e-mail address
-        or (value.isalpha() and (value[1:].islower() or value.isupper()))  # a plain word
+        or _plain_word(value.rstrip("!?"))
         or (_PROSE_WORD.fullmatch(value) and value.islower())
+        or _DATE.fullmatch(value)
     )

@@ -154,9 +154,10 @@ _PASSWORD_WORD = re.compile(
 _WEAK_WORDS = frozenset({"pass"})
 # After the keyword: "password: v", "password = v", "pass -> v", "password is v" (and its French,
 # Spanish, Portuguese, German forms), JSON/YAML keys ("password": "v"), an XML element
-# (<password>v</password>); after a colon the value may be on the next line.
+# (<password>v</password>), the next table cell ("password<TAB>v", "| password | v |"); after a
+# colon the value may be on the next line.
 _PASSWORD_VALUE = re.compile(
-    r"(?:[\"']{0,2}[ \t]*(?P<sep>:=|=>|->|→|[:=：])"
+    r"(?:[\"']{0,2}[ \t]*(?P<sep>:=|=>|->|→|[:=：|])|(?P<cell>\t)"
     r"|[ \t]+(?:(?:is|was)(?: now)?|ist|lautet|est|es|é|era)(?=[\s:])[ \t]*:?|(?P<tag>>))"
     r"[ \t]*(?P<next>\r?\n[ \t]*)?(?P<value>[^\s<]{1,100})"
 )
@@ -174,14 +175,15 @@ _USER_LABEL = (
     r"|benutzer(?:name)?|nutzer(?:name)?|utilisateur|identifiant|usu(?:a|á|Á)rio"
     r"|gebruiker(?:snaam)?|wi-?fi|wlan|ssid)"
 )
-_USER_FIELD = re.compile(_USER_LABEL + r"[ \t]*(?:[:=]|->|=>)")
+_USER_FIELD = re.compile(_USER_LABEL + r"(?:[ \t]*(?:[:=|]|->|=>)|\t)")
 # "login/pass: u / v", "user:pass = u:v": the value is the second of the two that follow.
 _PAIR_LABEL = re.compile(_USER_LABEL + r"[ \t]*[/:+&|][ \t]*$")
 _PAIR_VALUE = re.compile(r"[^\s/:|,]{1,64}(?:[ \t]*[/:|,][ \t]*|[ \t]+)([^\s<]{1,100})")
 # Meeting invitations share their passcode with every invitee by design.
 _MEETING = re.compile(
     r"meeting[ -]?(?:id|number)|conference id|webinar id|zoom\.us/|zoomgov\.com/|webex\.com/"
-    r"|teams\.microsoft\.com/|meet\.google\.com/|gotomeeting"
+    r"|teams\.microsoft\.com/|meet\.google\.com/|gotomeeting|besprechungs-id|konferenz-id"
+    r"|id (?:de la |da |de )?r(?:é|e)union|id (?:de la |da |de )?reuni(?:ã|a|ó)o?n?"
 )
 # A connection string or query string goes on after the value: "password=v;encrypt=true".
 _NEXT_PARAMETER = re.compile(r"[;&,](?=[A-Za-z_][\w ]{0,29}=)")
@@ -256,10 +258,10 @@ def _element(lower: str, start: int, end: int) -> bool:
 
 
 def _lines_before(lower: str, start: int) -> str:
-    """The text of the keyword's line before it, and of the last non-blank line above."""
+    """The keyword's line up to it, after the last two non-blank lines above (200 chars at most)."""
     head = lower.rfind("\n", 0, start) + 1
-    above = lower[max(0, head - 200) : head].rstrip()
-    return above[above.rfind("\n") + 1 :] + "\n" + lower[head:start]
+    above = [line for line in lower[max(0, head - 200) : head].splitlines() if line.strip()]
+    return "\n".join([*above[-2:], lower[head:start]])
 
 
 def _after_last(pattern: re.Pattern[str], before: str) -> bool:

@@ -35,6 +35,9 @@ def password_policy(rng: random.Random) -> Snippet:
         "Ihr Passwort ist abgelaufen.", "Votre mot de passe est expiré.",
         "Tu contraseña es obligatoria.", "Sua senha é pessoal.", "new password: at least 12 chars",
         "Choose a strong passphrase: four random words.", "Password change: done",
+        "| Password | Last changed |\n| ******** | 2024-05-01 |", "Password\t2024-05-01\tok",
+        "user\tpassword\tlast login", "| pass | fail | skipped |",
+        "Passwort\tgeändert am 03.04.2024",
     ]))
 
 
@@ -110,6 +113,9 @@ def meeting_invite(rng: random.Random) -> Snippet:
         f"Meeting ID: {meeting} Passcode: {chars(rng, ALNUM, 6)}",
         f"Microsoft Teams meeting\nMeeting ID: {meeting}\nPasscode: {chars(rng, ALNUM, 6)}",
         f"Webex meeting number: {meeting}\nMeeting password: {chars(rng, ALNUM, 10)}",
+        f"Reunião do Microsoft Teams\nID da Reunião:\n{meeting}\n\nSenha: {chars(rng, ALNUM, 6)}",
+        f"ID de la réunion : {meeting}\nMot de passe : {chars(rng, ALNUM, 6)}",
+        f"Besprechungs-ID: {meeting}\nKennung: x\nPasscode: {chars(rng, ALNUM, 6)}",
     ]))
 
 

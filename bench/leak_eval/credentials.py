@@ -112,6 +112,19 @@ def slash_pair(rng: random.Random) -> str:
             f"{rng.choice(USERS).replace('@', '.')}{between}{value(rng, forbid)}")
 
 
+def cells(rng: random.Random) -> str:
+    """Label and value in adjacent table cells: pasted from a sheet, or a Markdown table."""
+    user_label, pass_label, _ = label_pair(rng)
+    user, secret = rng.choice(USERS), value(rng, forbid="|")
+    if rng.random() < 0.5:
+        row = rng.choice(["{a}\t{u}\t{b}\t{p}", "{a}\t{u}\n{b}\t{p}", "{b}\t{p}"])
+    else:
+        row = rng.choice(["| {a} | {u} |\n| {b} | {p} |", "| {a} | {u} | {b} | {p} |"])
+    if row.startswith("{b}") and pass_label.lower() == "pass":
+        pass_label = "Password"
+    return row.format(a=user_label, u=user, b=pass_label, p=secret)
+
+
 HOSTS = ["db.corp.example", "10.20.1.15", "pg-prod-01.internal", "cluster0.ab1cd.mongodb.net",
          "cache.corp.example", "mq.corp.example", "smtp.corp.example", "localhost"]
 URL_FORMS = [
@@ -200,8 +213,9 @@ def structured(rng: random.Random) -> str:
 
 FORMS: dict[str, Callable[[random.Random], str | tuple[str, int]]] = {
     "pair_line": pair_line, "pair_lines": pair_lines, "labelled": labelled,
-    "slash_pair": slash_pair, "connection": connection, "netrc": netrc, "pgpass": pgpass,
-    "env": env, "structured": structured, "classic": lambda rng: password(rng).text,
+    "slash_pair": slash_pair, "cells": cells, "connection": connection, "netrc": netrc,
+    "pgpass": pgpass, "env": env, "structured": structured,
+    "classic": lambda rng: password(rng).text,
 }
 
 
