@@ -65,15 +65,15 @@ def credential_lines(doc: Text) -> Iterator[Match]:
     text, lower = doc.text, doc.lower
     if "jdbc:oracle:" in lower or "sqlplus" in lower:
         for m in _ORACLE.finditer(lower):
-            yield from _rated(doc, text[m.start(1) : m.end(1)], "oracle user/****@…", "url")
+            yield from _rated(doc, text[m.start(1) : m.end(1)], "oracle ****/****@…", "url")
     if "password" in lower and ("machine" in lower or "default" in lower):
         for m in _NETRC.finditer(lower):
-            yield from _rated(doc, text[m.start(1) : m.end(1)], "netrc password ****", "netrc")
+            yield from _rated(doc, text[m.start(1) : m.end(1)], "netrc password: ****", "netrc")
     if _PGPASS_HINT.search(text):
         for m in _PGPASS.finditer(text):
             if re.search(r"[A-Za-z.*\[]", m.group(1)):  # a host name, an address or *
                 secret = re.sub(r"\\([:\\])", r"\1", m.group(2)).rstrip("\"',;")
-                yield from _rated(doc, secret, "pgpass host:port:db:user:****", "pgpass")
+                yield from _rated(doc, secret, "pgpass: ****", "pgpass")
     if "value=" in lower:
         for m in _APP_SETTING.finditer(lower):
             yield from _rated(doc, text[m.start(1) : m.end(1)], "key=…password value=****",

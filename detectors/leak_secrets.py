@@ -175,7 +175,11 @@ _USER_LABEL = (
     r"|benutzer(?:name)?|nutzer(?:name)?|utilisateur|identifiant|usu(?:a|á|Á)rio"
     r"|gebruiker(?:snaam)?|wi-?fi|wlan|ssid)"
 )
-_USER_FIELD = re.compile(_USER_LABEL + r"(?:[ \t]*(?:[:=|]|->|=>)|\t)")
+_USER_FIELD = re.compile(_USER_LABEL + r"(?:[ \t]*(?:->|=>|:=|[:=|])|\t)")
+# Between a user field and its 'pass': the user, a joiner, maybe a line break and a bullet.
+_PAIR_GAP = re.compile(
+    r"[ \t]*[^\s]{1,64}[ \t]*(?:[,;|/-]|and|und|et|y|e)?[ \t]*(?:\n[ \t>*•|-]*)?"
+)
 # "login/pass: u / v", "user:pass = u:v": the value is the second of the two that follow.
 _PAIR_LABEL = re.compile(_USER_LABEL + r"[ \t]*[/:+&|][ \t]*$")
 _PAIR_VALUE = re.compile(r"[^\s/:|,]{1,64}(?:[ \t]*[/:|,][ \t]*|[ \t]+)([^\s<]{1,100})")
@@ -247,7 +251,7 @@ def _keyword_applies(doc: Text, word: str, start: int, value: re.Match[str]) -> 
         or _KEY_PREFIX.search(lower, max(0, start - 12), start) is not None
         or value.group("value")[:1] in "\"'"
         or _PAIR_LABEL.search(lower, max(0, start - 24), start) is not None
-        or _after_last(_USER_FIELD, before)
+        or _follows_user(before)
     )
 
 
@@ -268,6 +272,12 @@ def _after_last(pattern: re.Pattern[str], before: str) -> bool:
     """``pattern`` occurs in ``before`` with no password keyword after its last occurrence."""
     ends = [m.end() for m in pattern.finditer(before)]
     return bool(ends) and _PASSWORD_WORD.search(before, ends[-1]) is None
+
+
+def _follows_user(before: str) -> bool:
+    """The keyword comes right after a user field: 'user: u pass', 'login: u\n- pass'."""
+    ends = [m.end() for m in _USER_FIELD.finditer(before)]
+    return bool(ends) and _PAIR_GAP.fullmatch(before, ends[-1]) is not None
 
 
 def _token_before(lower: str, start: int) -> str:
