@@ -53,9 +53,10 @@ _PGPASS = re.compile(
     r"[^:\s]+:[^:\s]+:((?:[^:\s\\]|\\[:\\]){1,128})(?![^\s,;\"'])"
 )
 _PGPASS_HINT = re.compile(r":(?:\d{2,5}|\*):[^:\s]+:[^:\s]+:[^:\s]")
+# Quotes may be doubled: the element written into a CSV cell.
 _APP_SETTING = re.compile(
-    r"key=[\"'][\w.:-]{0,40}(?:password|passwd|pwd|pass|secret)[\"'][ \t]+value=[\"']"
-    r"([^\"'\s]{1,100})[\"']"
+    r"key=[\"']{1,2}[\w.:-]{0,40}(?:password|passwd|pwd|pass|secret)[\"']{1,2}[ \t]+"
+    r"value=[\"']{1,2}([^\"'\s]{1,100})[\"']"
 )
 _REDIS_CONF = re.compile(r"(?<![a-z])(?:requirepass|masterauth)[ \t]+(\S{1,100})")
 

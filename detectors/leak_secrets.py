@@ -157,7 +157,7 @@ _WEAK_WORDS = frozenset({"pass"})
 # (<password>v</password>), the next table cell ("password<TAB>v", "| password | v |"); after a
 # colon the value may be on the next line.
 _PASSWORD_VALUE = re.compile(
-    r"(?:[\"']{0,2}[ \t]*(?P<sep>:=|=>|->|→|[:=：|])|(?P<cell>\t)"
+    r"(?:[\"']{0,2}[ \t]*(?P<sep>:=|=>|->|→|[:=：|])|\t"
     r"|[ \t]+(?:(?:is|was)(?: now)?|ist|lautet|est|es|é|era)(?=[\s:])[ \t]*:?|(?P<tag>>))"
     r"[ \t]*(?P<next>\r?\n[ \t]*)?(?P<value>[^\s<]{1,100})"
 )
@@ -281,7 +281,7 @@ def _follows_user(before: str) -> bool:
 
 
 def _token_before(lower: str, start: int) -> str:
-    return lower[max(0, start - 300) : start].rsplit(None, 1)[-1]
+    return (lower[max(0, start - 300) : start].rsplit(None, 1) or [""])[-1]
 
 
 def _secret(lower: str, start: int, value: re.Match[str]) -> str:

@@ -65,7 +65,11 @@ def html_body(rng: random.Random, prose: list[str], snippets: list[str]) -> str:
         escaped = html.escape(snippet)
         if rng.random() < 0.3:  # values broken up by inline markup, as editors write them
             escaped = re.sub(r"(\d{4}) ", r"<span>\1</span>&nbsp;", escaped)
-        if "\n" in snippet:
+        if "\t" in snippet:  # cells pasted from a sheet become a table
+            block = "<table>" + "".join(
+                "<tr>" + "".join(f"<td>{cell}</td>" for cell in row.split("\t")) + "</tr>"
+                for row in escaped.split("\n")) + "</table>"
+        elif "\n" in snippet:
             block = f"<pre>{escaped}</pre>"
         else:
             block = rng.choice([f"<p>{escaped}</p>", f"<div><b>{escaped}</b></div>",
