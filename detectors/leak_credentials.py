@@ -58,7 +58,7 @@ _APP_SETTING = re.compile(
     r"key=[\"']{1,2}[\w.:-]{0,40}(?:password|passwd|pwd|pass|secret)[\"']{1,2}[ \t]+"
     r"value=[\"']{1,2}([^\"'\s]{1,100})[\"']"
 )
-_REDIS_CONF = re.compile(r"(?<![a-z])(?:requirepass|masterauth)[ \t]+(\S{1,100})")
+_REDIS_CONF = re.compile(r"(?<![a-z])requirepass[ \t]+(\S{1,100})")
 
 
 def credential_lines(doc: Text) -> Iterator[Match]:
@@ -67,19 +67,20 @@ def credential_lines(doc: Text) -> Iterator[Match]:
     if "jdbc:oracle:" in lower or "sqlplus" in lower:
         for m in _ORACLE.finditer(lower):
             yield from _rated(doc, text[m.start(1) : m.end(1)], "oracle ****/****@…", "url")
-    if "password" in lower and ("machine" in lower or "default" in lower):
-        for m in _NETRC.finditer(lower):
-            yield from _rated(doc, text[m.start(1) : m.end(1)], "netrc password: ****", "netrc")
     if _PGPASS_HINT.search(text):
         for m in _PGPASS.finditer(text):
             if re.search(r"[A-Za-z.*\[]", m.group(1)):  # a host name, an address or *
                 secret = re.sub(r"\\([:\\])", r"\1", m.group(2)).rstrip("\"',;")
                 yield from _rated(doc, secret, "pgpass: ****", "pgpass")
-    if "value=" in lower:
+    passy = "pass" in lower
+    if passy and ("machine" in lower or "default" in lower):
+        for m in _NETRC.finditer(lower):
+            yield from _rated(doc, text[m.start(1) : m.end(1)], "netrc password: ****", "netrc")
+    if "value=" in lower and (passy or "pwd" in lower or "secret" in lower):
         for m in _APP_SETTING.finditer(lower):
             yield from _rated(doc, text[m.start(1) : m.end(1)], "key=…password value=****",
                               "config")
-    if "requirepass" in lower or "masterauth" in lower:
+    if passy and "requirepass" in lower:
         for m in _REDIS_CONF.finditer(lower):
             yield from _rated(doc, text[m.start(1) : m.end(1)], "requirepass ****", "config")
 
