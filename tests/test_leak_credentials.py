@@ -20,8 +20,8 @@ import pytest
 from mailbuild import as_message
 
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.leak import build, scan_text
-from mailwarden.detectors.leak_scan import ScanSettings
+from mailwarden.detectors.leak.detector import build, scan_text
+from mailwarden.detectors.leak.scan import ScanSettings
 from mailwarden.options import Options
 from mailwarden.verdict import Confidence, DetectorResult, Finding
 

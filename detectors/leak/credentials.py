@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from mailwarden.detectors.leak_scan import HIGH, LOW, MEDIUM, Match, Text
-from mailwarden.detectors.validators import char_classes, shannon_entropy
+from mailwarden.detectors.leak.scan import HIGH, LOW, MEDIUM, Match, Text
+from mailwarden.detectors.leak.validators import char_classes, shannon_entropy
 from mailwarden.verdict import Confidence
 
 KIND = "password"
