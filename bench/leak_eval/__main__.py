@@ -6,19 +6,22 @@ Counts are per value: for each message and type, the detector's findings at the 
 location (summed counts of distinct values) are compared with the number of values injected;
 extra values and findings at any other location are false positives. The unmodified ham of the
 split and each look-alike family (scanned on its own) are graded too: any finding is a false
-positive. ``--timing`` adds scan times (extraction included) for typical and large messages.
+positive. Each credential form is also scanned alone, for a per-form table. ``--timing`` adds
+scan times (extraction included) for typical and large messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from bench.leak_eval.carriers import CARRIERS
-from bench.leak_eval.dataset import TYPES, cases, load_ham, lookalike_snippets
+from bench.leak_eval.credentials import FORMS, form_snippet
+from bench.leak_eval.dataset import SEEDS, TYPES, cases, load_ham, lookalike_snippets
 from bench.leak_eval.timing import timed, timing_rows
 from mailwarden.detectors.leak.detector import LeakConfig, LeakDetector, scan_text
 from mailwarden.message import Envelope, Message
@@ -96,6 +99,23 @@ def report(t: Tally, ham_fp: Counter[str], ham_n: int, families: dict[str, Count
     return out
 
 
+def form_rows(detector: LeakDetector, per_form: int, seed: int) -> list[str]:
+    """Each credential form scanned alone: distinct password values found against injected."""
+    out = [f"### Credential forms, each scanned alone ({per_form} snippets per form)", "",
+           "| form | precision / recall (TP/FP/FN) |", "|---|---|"]
+    for form in sorted(FORMS):
+        c: Counter[str] = Counter()
+        for number in range(per_form):
+            snippet = form_snippet(form, random.Random(f"{seed}:form:{form}:{number}"))
+            matches = scan_text(snippet.text, detector.config.scan)
+            found = len({m.key for m in matches if m.type == "password"})
+            c["tp"] += min(found, snippet.count)
+            c["fp"] += max(0, found - snippet.count) + sum(m.type != "password" for m in matches)
+            c["fn"] += max(0, snippet.count - found)
+        out.append(f"| {form} | {cell_text(c)} |")
+    return out
+
+
 def run(split: str, per_cell: int, per_family: int, timing: bool, seed: int | None) -> list[str]:
     detector = LeakDetector(LeakConfig())
     hams = load_ham(split)
@@ -116,6 +136,7 @@ def run(split: str, per_cell: int, per_family: int, timing: bool, seed: int | No
     lines = [f"## Split `{split}`{seed_text}: {len(hams)} ham messages, "
              f"~{per_cell} values per cell", ""]
     lines += report(tally, ham_fp, len(hams), families, per_family)
+    lines += ["", *form_rows(detector, per_family, SEEDS[split] if seed is None else seed)]
     if timing:
         sizes = sorted(len(h.raw) for h in hams)
         ham_times = [timed(detector, h.raw, message) for h in hams]

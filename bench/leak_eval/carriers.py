@@ -2,9 +2,9 @@
 
 A carrier takes the ham message's own text (headers and prose stay real) and the snippets, and
 builds the outbound message bytes plus the location the detector must report: the plain body as
-is, quoted-printable or base64, an HTML-only body, or an attachment (CSV, PDF, DOCX, XLSX, a ZIP
-of text, a ZIP inside a ZIP holding an office document or PDF). Documents are written with the
-same libraries the readers use (python-docx, openpyxl) or by hand (PDF).
+is, quoted-printable or base64, an HTML-only body, or an attachment (text, CSV, PDF, DOCX, XLSX,
+a ZIP of text, a ZIP inside a ZIP holding an office document or PDF). Documents are written with
+the same libraries the readers use (python-docx, openpyxl) or by hand (PDF).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-CARRIERS = ("plain", "qp", "base64", "html", "csv", "pdf", "docx", "xlsx", "zip", "nested_zip")
+CARRIERS = (
+    "plain", "qp", "base64", "html", "txt", "csv", "pdf", "docx", "xlsx", "zip", "nested_zip",
+)
 
 
 def interleave(rng: random.Random, prose: list[str], snippets: list[str]) -> list[str]:
@@ -63,7 +65,11 @@ def html_body(rng: random.Random, prose: list[str], snippets: list[str]) -> str:
         escaped = html.escape(snippet)
         if rng.random() < 0.3:  # values broken up by inline markup, as editors write them
             escaped = re.sub(r"(\d{4}) ", r"<span>\1</span>&nbsp;", escaped)
-        if "\n" in snippet:
+        if "\t" in snippet:  # cells pasted from a sheet become a table
+            block = "<table>" + "".join(
+                "<tr>" + "".join(f"<td>{cell}</td>" for cell in row.split("\t")) + "</tr>"
+                for row in escaped.split("\n")) + "</table>"
+        elif "\n" in snippet:
             block = f"<pre>{escaped}</pre>"
         else:
             block = rng.choice([f"<p>{escaped}</p>", f"<div><b>{escaped}</b></div>",

@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.leak_eval.carriers import CARRIERS, build
-from bench.leak_eval.lookalikes import LOOKALIKE_GENERATORS
+from bench.leak_eval.credential_lookalikes import CREDENTIAL_LOOKALIKES
+from bench.leak_eval.credentials import credential
+from bench.leak_eval.lookalikes import LOOKALIKE_GENERATORS as VALUE_LOOKALIKES
 from bench.leak_eval.secret_values import SECRET_GENERATORS
 from bench.leak_eval.values import Snippet, credit_card, iban, us_ssn
 from mailwarden.files.sources import iter_sources
 
 CORPUS = Path("/work/shared/corpora/spamassassin")
 HAM_ARCHIVES = ("easy_ham.tar.gz", "hard_ham.tar.gz")
-GENERATORS = [credit_card, us_ssn, iban, *SECRET_GENERATORS]
+GENERATORS = [credit_card, us_ssn, iban, *SECRET_GENERATORS[:3], credential]
+LOOKALIKE_GENERATORS = [*VALUE_LOOKALIKES, *CREDENTIAL_LOOKALIKES]
 TYPES = ("credit_card", "us_ssn", "iban", "private_key", "aws_access_key", "api_token", "password")
 SEEDS = {"tune": 1000, "test": 2000}
 

@@ -2,11 +2,11 @@
 
 It sits after text extraction (:func:`mailwarden.detectors.text.extract.extract`, shared with the
 other content detectors) and before the policy. Every text part (and the Subject) is scanned by
-:mod:`.leak_pii` and :mod:`.leak_secrets`; a value found in several parts (the text and HTML
-alternatives of one body, a body quoting its attachment) counts once, at its first location. The
-result is one :class:`~mailwarden.verdict.Finding` per (type, location) with the count of distinct
-values, the highest confidence, masked evidence only, and a score from the formula below; every
-unscannable part becomes an ``unscannable_attachment`` finding.
+:mod:`.pii`, :mod:`.secrets` and :mod:`.credentials`; a value found in several parts
+(the text and HTML alternatives of one body, a body quoting its attachment) counts once, at its
+first location. The result is one :class:`~mailwarden.verdict.Finding` per (type, location) with the
+count of distinct values, the highest confidence, masked evidence only, and a score from the formula
+below; every unscannable part becomes an ``unscannable_attachment`` finding.
 
 Score of type T with n distinct values whose confidence factors are f_1..f_n (low 0.35,
 medium 0.65, high 1.0 by default)::
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mailwarden.detectors.base import BaseDetector, DetectorContext, register
+from mailwarden.detectors.leak import credentials as leak_credentials
 from mailwarden.detectors.leak import pii as leak_pii
 from mailwarden.detectors.leak import secrets as leak_secrets
 from mailwarden.detectors.leak.scan import TYPES, Match, ScanSettings, Text
@@ -49,6 +50,7 @@ SCANNERS: tuple[tuple[str, Callable[[Text], Iterator[Match]]], ...] = (
     ("us_ssn", leak_pii.ssns),
     ("iban", leak_pii.ibans),
     ("password", leak_secrets.passwords),
+    ("password", leak_credentials.credential_lines),
 )
 
 

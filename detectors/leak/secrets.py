@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from mailwarden.detectors.leak.credentials import password_confidence
 from mailwarden.detectors.leak.scan import HIGH, LOW, MEDIUM, Match, Text, keywords
 from mailwarden.detectors.leak.validators import (
     char_classes,
@@ -21,7 +22,8 @@ from mailwarden.detectors.leak.validators import (
     random_looking,
     shannon_entropy,
 )
-from mailwarden.verdict import Confidence
+
+__all__ = ["api_tokens", "aws_keys", "password_confidence", "passwords", "private_keys"]
 
 _PKEY = re.compile(r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*?PRIVATE KEY(?: BLOCK)?) ?-{4,5}")
 _PUTTY = re.compile(r"PuTTY-User-Key-File-\d: ?([\w-]+)[\s\S]{0,2000}?Private-Lines: ?\d+")
@@ -143,36 +145,63 @@ def api_tokens(doc: Text) -> Iterator[Match]:
 
 # Found in the lower-cased text first (cheap), then the separator and value are matched after it.
 _PASSWORD_WORD = re.compile(
-    r"p(?:ass(?:word|wd|wort|phrase)|wd|w)|kennwort|wachtwoord|senha|contrase(?:ñ|n)a"
-    r"|mot de passe|secret(?:[_-]?key)?"
+    r"p(?:ass(?:word|wd|wort|phrase|code)?|wd|w)|kennwort|wachtwoord|senha|contrase(?:ñ|n|Ñ)a"
+    r"|mot de passe|mdp|has(?:ł|Ł)o|пароль|Пароль|ПАРОЛЬ"
+    r"|secret(?:[_-]?key)?"
 )
-# After the keyword: "password: v", "password = v", "password is v", JSON/YAML keys
-# ("password": "v"), an XML element (<password>v</password>); the value may be on the next line.
+# A short word that is a password only with a user, a key or a structure around it: "pass" is
+# also a boarding pass, a test result or a first pass.
+_WEAK_WORDS = frozenset({"pass"})
+# After the keyword: "password: v", "password = v", "pass -> v", "password is v" (and its French,
+# Spanish, Portuguese, German forms), JSON/YAML keys ("password": "v"), an XML element
+# (<password>v</password>), the next table cell ("password<TAB>v", "| password | v |"); after a
+# colon the value may be on the next line.
 _PASSWORD_VALUE = re.compile(
-    r"(?:[\"']{0,2}[ \t]*[:=]|[ \t]+(?:is|was)[ \t]*:?|(>))[ \t]*(?:\r?\n[ \t]*)?([^\s<]{1,100})"
+    r"(?:[\"']{0,2}[ \t]*(?P<sep>:=|=>|->|→|[:=：|])|\t"
+    r"|[ \t]+(?:(?:is|was)(?: now)?|ist|lautet|est|es|é|era)(?=[\s:])[ \t]*:?|(?P<tag>>))"
+    r"[ \t]*(?P<next>\r?\n[ \t]*)?(?P<value>[^\s<]{1,100})"
 )
-_SECRET_OWNER = re.compile(r"(?:client|app|api|shared|access)[_ -]?$")
+_SECRET_OWNER = re.compile(r"(?:client|app|api|shared|access)[_ -]?$|[a-z0-9]_$")
 # Every keyword of _PASSWORD_WORD contains one of these: a text without any of them (most mail)
 # skips the expression, which would otherwise be tried at every p, k, w, s, c and m.
-_PASSWORD_HINTS = ("pass", "pw", "kennwort", "wachtwoord", "senha", "contrase", "secret")
+# (The non-ASCII ones cost nothing on an ASCII text: str.__contains__ answers from the kinds.)
+_PASSWORD_HINTS = (
+    "pass", "pw", "kennwort", "wachtwoord", "senha", "contrase", "secret", "mdp", "hasło", "hasŁo",
+    "пароль", "Пароль", "ПАРОЛЬ",
+)
 _KEY_PREFIX = re.compile(r"[a-z0-9]+[_-]$")
+_TAG_OPEN = re.compile(r"<[a-z0-9_.:-]{0,20}$")
+_USER_LABEL = (
+    r"(?<![a-z])(?:user(?:[ _-]?(?:name|id))?|login|logon|usr|uid|account|acct|e-?mail"
+    r"|benutzer(?:name)?|nutzer(?:name)?|utilisateur|identifiant|usu(?:a|á|Á)rio"
+    r"|gebruiker(?:snaam)?|wi-?fi|wlan|ssid)"
+)
+_USER_FIELD = re.compile(_USER_LABEL + r"(?:[ \t]*(?:->|=>|:=|[:=|])|\t)")
+# Between a user field and its 'pass': the user, a joiner, maybe a line break and a bullet.
+_PAIR_GAP = re.compile(
+    r"[ \t]*[^\s]{1,64}[ \t]*(?:[,;|/-]|and|und|et|y|e)?[ \t]*(?:\n[ \t>*•|-]*)?"
+)
+# "login/pass: u / v", "user:pass = u:v": the value is the second of the two that follow.
+_PAIR_LABEL = re.compile(_USER_LABEL + r"[ \t]*[/:+&|][ \t]*$")
+_PAIR_VALUE = re.compile(r"[^\s/:|,]{1,64}(?:[ \t]*[/:|,][ \t]*|[ \t]+)([^\s<]{1,100})")
+# Meeting invitations share their passcode with every invitee by design.
+_MEETING = re.compile(
+    r"meeting[ -]?(?:id|number)|conference id|webinar id|zoom\.us/|zoomgov\.com/|webex\.com/"
+    r"|teams\.microsoft\.com/|meet\.google\.com/|gotomeeting|besprechungs-id|konferenz-id"
+    r"|id (?:de la |da |de )?r(?:é|e)union|id (?:de la |da |de )?reuni(?:ã|a|ó)o?n?"
+)
+# A connection string or query string goes on after the value: "password=v;encrypt=true".
+_NEXT_PARAMETER = re.compile(r"[;&,](?=[A-Za-z_][\w ]{0,29}=)")
+# The user may hold an unencoded "@" (smtp://alice@corp.example:pw@host): the last "@" before
+# the host ends the password, as URL parsers read it. A user may be empty (redis://:pw@host).
 _URL_CREDENTIALS = re.compile(
-    r"(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{1,15})://[^\s:/@]{1,64}:"
-    r"(?P<value>[^\s:/@]{1,128})@[A-Za-z0-9.-]+"
+    r"(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{1,15})://[^\s:/?#]{0,64}:"
+    r"(?P<value>[^\s/?]{1,128})@(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
 )
 # The part of _URL_CREDENTIALS after the scheme. It starts with a literal, which the regular
 # expression engine finds with a fast substring search; _URL_CREDENTIALS itself would be tried at
 # every letter of a text. No hit here, no URL credentials there.
-_URL_AUTH_HINT = re.compile(r"://[^\s:/@]{1,64}:[^\s:/@]{1,128}@[A-Za-z0-9.-]")
-PLACEHOLDERS = frozenset({
-    "password", "passwort", "passwd", "changeme", "change_me", "changeit", "secret", "example",
-    "yourpassword", "your_password", "mypassword", "my_password", "newpassword", "dummy",
-    "redacted", "removed", "hidden", "required", "optional", "unknown", "none", "null", "empty",
-    "notset", "not_set", "undefined", "default", "foobar", "placeholder", "sample", "test123",
-})
-_FILLER = re.compile(r"[*xX.#•_=~-]+|(.)\1+")
-# Templates and paths, not values: <pw>, {{ var }}, [hidden], ${VAR}, $VAR, %s, %(pw)s, %VAR%, /path
-_TEMPLATE = re.compile(r"[<{\[(/~\\]|\$\{|\$[A-Za-z_]\w*$|%(?:\(\w+\))?[sd]$|%[A-Z_][A-Z0-9_]*%$")
+_URL_AUTH_HINT = re.compile(r"://[^\s:/?#]{0,64}:[^\s/?]{1,128}@[A-Za-z0-9.\[-]")
 _STRIP = ".,;:)]}>\"'`"
 
 
@@ -183,16 +212,19 @@ def passwords(doc: Text) -> Iterator[Match]:
         start, word = hit.start(), hit.group()
         if start and lower[start - 1].isalnum():
             continue
-        if word == "secret" and not _SECRET_OWNER.search(lower, max(0, start - 8), start):
-            continue
         value = _PASSWORD_VALUE.match(text, hit.end())
-        if value is None or (value.group(1) and lower[start - 1 : start] != "<"):
-            continue  # ">" only closes an opening tag: <password>value</password>
-        confidence = password_confidence(_clean(value.group(2)), doc.settings.placeholders)
+        if value is None or (value.group("tag") and not _element(lower, start, value.end())):
+            continue
+        if value.group("next") and value.group("sep") not in (":", "："):
+            continue  # "password=" ends its line: an empty value, not the next line's text
+        if not _keyword_applies(doc, word, start, value):
+            continue
+        secret = _secret(lower, start, value)
+        confidence = password_confidence(secret, doc.settings.placeholders)
         if confidence is not None:
             prefix = _KEY_PREFIX.search(lower, max(0, start - 12), start)
             keyword = (prefix.group() if prefix else "") + word
-            yield Match("password", _clean(value.group(2)), f"{keyword}: ****", confidence, keyword)
+            yield Match("password", secret, f"{keyword}: ****", confidence, keyword)
     if "://" in text and _URL_AUTH_HINT.search(text):
         for m in _URL_CREDENTIALS.finditer(text):
             secret = m.group("value")
@@ -202,24 +234,65 @@ def passwords(doc: Text) -> Iterator[Match]:
                 yield Match("password", secret, f"{scheme}://****:****@…", confidence, "url")
 
 
+def _keyword_applies(doc: Text, word: str, start: int, value: re.Match[str]) -> bool:
+    """The keyword names a credential here: not a meeting passcode, a 'secret' with an owner,
+    a weak word ('pass') with a user, a key or a structure around it."""
+    lower = doc.lower
+    before = _lines_before(lower, start)
+    if _after_last(_MEETING, before) or lower.endswith("meeting ", 0, start):
+        return False
+    if start and lower[start - 1] in "?&" and _MEETING.search(_token_before(lower, start)):
+        return False
+    if word.startswith("secret"):
+        return _SECRET_OWNER.search(lower, max(0, start - 8), start) is not None
+    if word not in _WEAK_WORDS:
+        return True
+    return (
+        (start > 0 and lower[start - 1] in "\"'<")
+        or _KEY_PREFIX.search(lower, max(0, start - 12), start) is not None
+        or value.group("value")[:1] in "\"'"
+        or _PAIR_LABEL.search(lower, max(0, start - 24), start) is not None
+        or _follows_user(before)
+    )
+
+
+def _element(lower: str, start: int, end: int) -> bool:
+    """``>`` opened an element named by the keyword and the value closes it: <db_password>v</"""
+    return _TAG_OPEN.search(lower, max(0, start - 24), start) is not None and lower.startswith(
+        "</", end)
+
+
+def _lines_before(lower: str, start: int) -> str:
+    """The keyword's line up to it, after the last two non-blank lines above (200 chars at most)."""
+    head = lower.rfind("\n", 0, start) + 1
+    above = [line for line in lower[max(0, head - 200) : head].splitlines() if line.strip()]
+    return "\n".join([*above[-2:], lower[head:start]])
+
+
+def _after_last(pattern: re.Pattern[str], before: str) -> bool:
+    """``pattern`` occurs in ``before`` with no password keyword after its last occurrence."""
+    ends = [m.end() for m in pattern.finditer(before)]
+    return bool(ends) and _PASSWORD_WORD.search(before, ends[-1]) is None
+
+
+def _follows_user(before: str) -> bool:
+    """The keyword comes right after a user field: 'user: u pass', 'login: u\n- pass'."""
+    ends = [m.end() for m in _USER_FIELD.finditer(before)]
+    return bool(ends) and _PAIR_GAP.fullmatch(before, ends[-1]) is not None
+
+
+def _token_before(lower: str, start: int) -> str:
+    return (lower[max(0, start - 300) : start].rsplit(None, 1) or [""])[-1]
+
+
+def _secret(lower: str, start: int, value: re.Match[str]) -> str:
+    """The value, without the parameters that follow it; the second one of a login/pass pair."""
+    raw = value.group("value")
+    if _PAIR_LABEL.search(lower, max(0, start - 24), start):
+        pair = _PAIR_VALUE.match(value.string, value.start("value"))
+        raw = pair.group(1) if pair else raw
+    return _clean(_NEXT_PARAMETER.split(raw, maxsplit=1)[0])
+
+
 def _clean(value: str) -> str:
     return value.strip(_STRIP).lstrip("\"'`(")
-
-
-def password_confidence(value: str, extra: frozenset[str] = frozenset()) -> Confidence | None:
-    """How much ``value`` looks like a real password; None for prose, placeholders, templates."""
-    folded = value.casefold()
-    if not 6 <= len(value) <= 64 or folded in PLACEHOLDERS or folded in extra:
-        return None
-    if _FILLER.fullmatch(value) or _TEMPLATE.match(value) or "://" in value:
-        return None
-    if re.fullmatch(r"[^@\s]+@[\w-]+\.[\w.-]+", value):  # an e-mail address
-        return None
-    if value.isalpha() and (value[1:].islower() or value.isupper()):  # a plain word
-        return None
-    classes = char_classes(value)
-    if (len(value) >= 8 and classes >= 3) or (
-        len(value) >= 12 and classes >= 2 and shannon_entropy(value) >= 3.0
-    ):
-        return HIGH
-    return MEDIUM if classes >= 2 else LOW
