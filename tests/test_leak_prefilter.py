@@ -1,10 +1,10 @@
 """The password scanner's cheap pre-filters change no result.
 
 ``passwords()`` skips its keyword expression when no keyword hint occurs in the text, and its
-URL-credentials expression unless the part after a scheme (``://user:secret@host``) occurs: both
-are necessary conditions of a match. With the pre-filters forced open (every text "hinted"), the
-scanner must find exactly the same matches, on generated texts rich in near misses and on real
-mail. The ``.pgpass`` pre-filter of :mod:`mailwarden.detectors.leak.credentials` is checked the same way.
+URL-credentials expression unless the part after a scheme (``://user:secret@host``) occurs: both are
+necessary conditions of a match. With the pre-filters forced open (every text "hinted"), the scanner
+must find exactly the same matches, on generated texts rich in near misses and on real mail. The
+``.pgpass`` pre-filter of :mod:`mailwarden.detectors.leak.credentials` is checked the same way.
 """
 
 from __future__ import annotations
