@@ -13,8 +13,10 @@ machine without the shared corpora gets the same artefacts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mailwarden.detectors.anomaly import MODEL_KINDS, Array, Scorer, save_bundle
+from mailwarden.detectors.sending_baseline import BEHAVIOURS
 from mailwarden.detectors.sending_features import (
     FEATURES,
     FeatureConfig,
@@ -30,16 +33,28 @@ from mailwarden.detectors.sending_features import (
     observe,
 )
 from mailwarden.detectors.sending_profile import OrgPrior, Profile
+from mailwarden.detectors.sending_tails import Tails
 
 DEFAULT_SEED = 20240601
 SYNTHETIC_SENDERS, SYNTHETIC_DAYS = 80, 75
+NEW_SENDER_QUANTILE = 0.99
 
 
-def replay_features(events: Iterable[SendEvent], prior: OrgPrior, config: FeatureConfig,
-                    profiles: dict[str, Profile] | None = None) -> Array:
-    """One feature row per event, each against its sender's profile before it."""
+@dataclass(frozen=True)
+class Rows:
+    """What a replay yields per message: model features, deviations, activity, trusted or not."""
+
+    x: Array
+    dev: Array
+    activity: Array
+    trusted: Array
+
+
+def replay_rows(events: Iterable[SendEvent], prior: OrgPrior, config: FeatureConfig,
+                profiles: dict[str, Profile] | None = None) -> Rows:
+    """One row per event, each against its sender's profile before it."""
     state = {} if profiles is None else profiles
-    rows = []
+    rows, devs, acts, trusted = [], [], [], []
     for ev in events:
         profile = state.get(ev.sender)
         if profile is None:
@@ -47,22 +62,40 @@ def replay_features(events: Iterable[SendEvent], prior: OrgPrior, config: Featur
         obs = observe(profile, ev, prior, config)
         learn(profile, ev, obs)
         rows.append(obs.vector)
-    return np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES))
+        devs.append(obs.dev)
+        acts.append(obs.activity.as_peaks())
+        trusted.append(obs.base.trusted)
+    return Rows(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)),
+                np.array(devs, dtype=np.float64).reshape(-1, len(BEHAVIOURS)),
+                np.array(acts, dtype=np.float64).reshape(-1, 6), np.array(trusted, dtype=bool))
+
+
+def replay_features(events: Iterable[SendEvent], prior: OrgPrior, config: FeatureConfig,
+                    profiles: dict[str, Profile] | None = None) -> Array:
+    """One feature row per event, each against its sender's profile before it."""
+    return replay_rows(events, prior, config, profiles).x
 
 
 def build_prior(events: Sequence[SendEvent], config: FeatureConfig) -> OrgPrior:
+    """The org prior, with the new-sender peaks: the NEW_SENDER_QUANTILE of the activity of
+    messages from senders still learning."""
     profiles: dict[str, Profile] = {}
-    replay_features(events, OrgPrior(), config, profiles)
-    return OrgPrior.from_profiles(list(profiles.values()))
+    rows = replay_rows(events, OrgPrior(), config, profiles)
+    prior = OrgPrior.from_profiles(list(profiles.values()))
+    learning = rows.activity[~rows.trusted]
+    if learning.shape[0]:
+        peaks = np.quantile(learning, NEW_SENDER_QUANTILE, axis=0)
+        prior = dataclasses.replace(prior, new_peaks=tuple(float(v) for v in peaks))
+    return prior
 
 
 def train(events: Sequence[SendEvent], config: FeatureConfig, kinds: tuple[str, ...],
-          seed: int = DEFAULT_SEED) -> tuple[OrgPrior, dict[str, Scorer], Array]:
+          seed: int = DEFAULT_SEED) -> tuple[OrgPrior, dict[str, Scorer], Array, Tails]:
     from mailwarden.detectors.anomaly_fit import fit_scorers
 
     prior = build_prior(events, config)
-    x = replay_features(events, prior, config)
-    return prior, fit_scorers(x, kinds, seed), x
+    rows = replay_rows(events, prior, config)
+    return prior, fit_scorers(rows.x, kinds, seed), rows.x, Tails.fit(rows.dev)
 
 
 def write_model(out: Path, events: Sequence[SendEvent], config: FeatureConfig,
@@ -70,7 +103,7 @@ def write_model(out: Path, events: Sequence[SendEvent], config: FeatureConfig,
     """Train and write a model directory; returns a summary for the CLI."""
     import sklearn
 
-    prior, scorers, x = train(events, config, kinds, seed)
+    prior, scorers, x, tails = train(events, config, kinds, seed)
     manifest = {
         "features": list(FEATURES),
         "default_model": "isolation_forest" if "isolation_forest" in kinds else kinds[0],
@@ -80,6 +113,8 @@ def write_model(out: Path, events: Sequence[SendEvent], config: FeatureConfig,
                      "timezone": config.timezone, "scikit_learn": sklearn.__version__,
                      "numpy": np.__version__},
         "prior": prior.as_json(),
+        "tails": tails.as_json(),
+        "behaviours": list(BEHAVIOURS),
     }
     save_bundle(out, manifest, scorers)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())

@@ -1,0 +1,99 @@
+"""Calibrated per-behaviour tail probabilities: one strong deviation counts on its own.
+
+The Isolation Forest judges all 17 features together, so one strongly deviating behaviour (a 5x
+rate spike to the usual recipients at the usual hours) is diluted among the normal ones. This
+model takes the deviations of :mod:`mailwarden.detectors.sending_baseline` and, per behaviour,
+the empirical distribution of that deviation over the training messages: below its 99.9th
+percentile the tail probability is interpolated between the 50/90/99/99.9th percentiles, beyond it
+the tail falls by one decade per ``slope`` (the 99th-to-99.9th percentile distance, with a floor).
+The strongest behaviour's surprise ``-log10 p``, less ``log10`` of the number of behaviours
+(Bonferroni), maps to 0..1 with 0.5 at ``half`` decades. The detector reports the larger of this
+and the model's calibrated score. Fitted at training time, shipped in the model manifest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mailwarden.detectors.anomaly import Array
+
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+_DECADES = np.array([-math.log10(1 - q) for q in QUANTILES])
+MIN_SLOPE = 0.15
+HALF = 3.5
+STEEPNESS = 2.0
+
+
+@dataclass(frozen=True)
+class Tails:
+    """Per-behaviour quantile points and tail slopes; ``half`` and ``steepness`` map to 0..1."""
+
+    points: Array  # (behaviours + 1, len(QUANTILES)), strictly increasing per row
+    slopes: Array  # (behaviours + 1,); the last row calibrates the sum of the surprises
+    half: float = HALF
+    steepness: float = STEEPNESS
+
+    def surprise(self, dev: Array) -> Array:
+        """-log10 tail probability per deviation, plus one column for their calibrated sum
+        (several moderate deviations at once); ``dev`` is (n, behaviours) or (behaviours,)."""
+        d = np.atleast_2d(dev)
+        single = _tail(d, self.points[:-1], self.slopes[:-1])
+        joint = _tail(single.sum(axis=1, keepdims=True), self.points[-1:], self.slopes[-1:])
+        return np.concatenate([single, joint], axis=1)
+
+    def combine(self, surprise: Array) -> tuple[Array, Array]:
+        """(anomaly 0..1, index of the strongest single behaviour) per row of surprises."""
+        s = np.atleast_2d(surprise)
+        top = s.max(axis=1) - math.log10(s.shape[1])
+        z = np.clip(self.steepness * (top - self.half), -50, 50)
+        return 1.0 / (1.0 + np.exp(-z)), s[:, :-1].argmax(axis=1)
+
+    def score(self, dev: Array) -> tuple[Array, Array]:
+        return self.combine(self.surprise(dev))
+
+    def one(self, dev: Array) -> tuple[float, int]:
+        anomaly, index = self.score(dev)
+        return float(anomaly[0]), int(index[0])
+
+    def with_half(self, half: float) -> Tails:
+        return Tails(self.points, self.slopes, half, self.steepness)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"quantiles": list(QUANTILES), "points": self.points.tolist(),
+                "slopes": self.slopes.tolist(), "half": self.half,
+                "steepness": self.steepness}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tails:
+        return cls(np.array(data["points"], dtype=np.float64),
+                   np.array(data["slopes"], dtype=np.float64),
+                   float(data.get("half", HALF)), float(data.get("steepness", STEEPNESS)))
+
+    @classmethod
+    def fit(cls, dev: Array, half: float = HALF) -> Tails:
+        """Quantile points and slopes of training deviations ``dev`` (n, behaviours)."""
+        pts, slopes = _points(dev)
+        total = _tail(dev, pts, slopes).sum(axis=1, keepdims=True)
+        joint_pts, joint_slope = _points(total)
+        return cls(np.vstack([pts, joint_pts]), np.concatenate([slopes, joint_slope]), half)
+
+
+def _points(values: Array) -> tuple[Array, Array]:
+    pts = np.quantile(values, QUANTILES, axis=0).T
+    for k in range(1, pts.shape[1]):  # strictly increasing, for interpolation
+        pts[:, k] = np.maximum(pts[:, k], pts[:, k - 1] + 1e-6)
+    return pts, np.maximum(pts[:, -1] - pts[:, -2], MIN_SLOPE)
+
+
+def _tail(d: Array, points: Array, slopes: Array) -> Array:
+    out = np.empty_like(d)
+    for k in range(d.shape[1]):
+        pts = points[k]
+        inner = np.interp(d[:, k], pts, _DECADES, left=0.0)
+        beyond = _DECADES[-1] + (d[:, k] - pts[-1]) / slopes[k]
+        out[:, k] = np.where(d[:, k] > pts[-1], beyond, inner)
+    return out
