@@ -274,12 +274,14 @@ def combined(model: float, tail: float, trusted: bool) -> float:
 def hold_finding(outcome: Outcome, action: str) -> Finding:
     since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(outcome.held_since or 0.0))
     why = f" after {outcome.engaged}" if outcome.engaged else ""
+    engaged = (("engaged", "1"),) if outcome.engaged else ()
     return Finding(
         detector=NAME, type=HOLD_TYPE, score=1.0, location="envelope",
         evidence=f"sender held since {since}{why}; every message waits until a reviewer runs "
                  "`mailwarden senders clear`",
         confidence=Confidence.HIGH, details=(("held_since", f"{outcome.held_since or 0:.0f}"),
-                                             ("reason", HOLD_TYPE), ("action", action)))
+                                             ("reason", HOLD_TYPE), ("action", action),
+                                             *engaged))
 
 
 def top_reasons(scaled: Array, limit: int = 3, above: float = 2.0) -> list[int]:

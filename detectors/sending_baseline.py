@@ -28,7 +28,7 @@ PEAK_DECAY = 0.99
 GROWTH = 1.25
 # Deviation behaviours (the tail model calibrates each; evidence names the strongest).
 BEHAVIOURS: tuple[str, ...] = ("rate_1h", "rate_1d", "recipients_1h", "new_recipients_1h",
-                               "rate_10m", "rate_10_messages", "odd_hour_new")
+                               "rate_10m", "rate_5_messages", "odd_hour_new")
 # messages in 1 h, in 24 h, distinct recipients in 1 h, new recipients in 1 h, messages in 10 min,
 # messages per hour over the sender's last 10 messages
 Peaks = tuple[float, float, float, float, float, float]
@@ -175,4 +175,4 @@ def peaks_of(p: Profile, t: float) -> dict[str, float]:
     peaks, _h, _dd = closed_peaks(p, t, trusted)
     return {"messages_per_hour": peaks[0], "messages_per_day": peaks[1],
             "recipients_per_hour": peaks[2], "new_recipients_per_hour": peaks[3],
-            "messages_per_10_minutes": peaks[4], "rate_over_10_messages": peaks[5]}
+            "messages_per_10_minutes": peaks[4], "rate_over_5_messages": peaks[5]}

@@ -22,7 +22,7 @@ from mailwarden.runtime import apply_overrides, worker_processes
 
 # Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
 # sets ``func`` (``args -> int``) on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("training_cli", "report", "quarantine_cli")
+COMMAND_MODULES: tuple[str, ...] = ("training_cli", "report", "quarantine_cli", "senders_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,12 +33,16 @@ CALLBACKS = ("connect", "envfrom", "envrcpt", "header", "eoh", "body", "eom", "a
 # total: what the MTA waits for at end of message (scan or budget cut-off, plus sinks).
 STAGES = ("total", "parse", "detectors", "policy", "sinks")
 ANOMALY_TYPE = "sending_anomaly"
+HOLD_TYPE = "sender_hold"
 # The sending detector's feature names: the only values of the anomaly ``reason`` label.
 ANOMALY_REASONS = (
     "msgs_1m", "msgs_10m", "msgs_1h_vs_usual", "msgs_1d_vs_usual", "recipients",
     "recipients_vs_usual", "distinct_recipients_1h", "new_recipient_share", "new_domain_share",
     "new_domains_10m", "external_share", "webmail_share", "hour_rarity", "weekday_rarity",
     "size_vs_usual", "attachment_vs_usual", "new_thread_vs_usual",
+    # the baseline's behaviours (mailwarden.detectors.sending_baseline.BEHAVIOURS)
+    "rate_1h", "rate_1d", "recipients_1h", "new_recipients_1h", "rate_10m", "rate_5_messages",
+    "odd_hour_new",
 )
 OTHER = "other"
 LABEL_MAX = 80
@@ -120,6 +124,16 @@ class Metrics:
         self.anomalies = Counter(
             "sending_anomalies", "Sending-anomaly findings by reason (a message counts once for "
             "each of its top reasons)", ["reason"], namespace=NAMESPACE, registry=r)
+        self.sending_baseline = Counter(
+            "sending_baseline_messages", "Messages scored against the sender's own (trusted) "
+            "baseline or while the sender is still learning (compared with the org's new "
+            "senders)", ["state"], namespace=NAMESPACE, registry=r)
+        self.sender_holds = Counter(
+            "sender_hold_episodes", "Sender holds engaged by the sending detector (one per "
+            "episode)", namespace=NAMESPACE, registry=r)
+        self.sender_held_messages = Counter(
+            "sender_held_messages", "Messages of held senders (each held until a reviewer "
+            "clears the sender)", namespace=NAMESPACE, registry=r)
 
     def _define_health(self, r: CollectorRegistry) -> None:
         self.callback_errors = Counter(
@@ -196,6 +210,17 @@ class Metrics:
         anomaly = decision.scores.get("sending_anomaly")
         if anomaly is not None:
             self.sending_score.observe(anomaly)
+        self._sending(decision)
+
+    def _sending(self, decision: Decision) -> None:
+        trusted = decision.scores.get("sending_trusted")
+        if trusted is not None:
+            self.sending_baseline.labels("trusted" if trusted else "learning").inc()
+        for f in decision.findings:
+            if f.type == HOLD_TYPE:
+                self.sender_held_messages.inc()
+                if dict(f.details).get("engaged"):
+                    self.sender_holds.inc()
 
     def detectors_loaded(self, loaded: Iterable[tuple[str, Mapping[str, str]]],
                          disabled: Iterable[tuple[str, str]]) -> None:
@@ -237,7 +262,7 @@ class EngineCollector(Collector):  # type: ignore[misc]
         yield from self._families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        anomalous, store_up, budget = self._families()
+        anomalous, store_up, budget, held = self._families()
         engine = self._source.engine
         budget.add_metric([], float(engine.config.milter.timeout_seconds))
         for loaded in engine.detectors:
@@ -245,15 +270,20 @@ class EngineCollector(Collector):  # type: ignore[misc]
             count = _probe(loaded.name, "anomalous_senders", detector)
             if count is not None:
                 anomalous.add_metric([loaded.name], count)
+            holds = _probe(loaded.name, "held_senders", detector)
+            if holds is not None:
+                held.add_metric([loaded.name], holds)
             healthy = _probe(loaded.name, "health", detector)
             if healthy is not None:
                 store_up.add_metric([loaded.name], 1.0 if healthy > 0 else 0.0)
         yield anomalous
         yield store_up
         yield budget
+        yield held
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                             GaugeMetricFamily]:
         return (
             GaugeMetricFamily(f"{NAMESPACE}_senders_anomalous",
                               "Senders whose latest message was anomalous (recent window)",
@@ -263,6 +293,9 @@ class EngineCollector(Collector):  # type: ignore[misc]
                               labels=["detector"]),
             GaugeMetricFamily(f"{NAMESPACE}_scan_budget_seconds",
                               "Per-message time budget (milter.timeout_seconds)"),
+            GaugeMetricFamily(f"{NAMESPACE}_senders_held",
+                              "Senders held until a reviewer clears them (sender hold)",
+                              labels=["detector"]),
         )
 
 

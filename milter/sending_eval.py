@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from mailwarden.detectors.anomaly import MODEL_KINDS, Array, Scorer, load_bundle
+from mailwarden.detectors.sending import LEARNING_MODEL
 from mailwarden.detectors.sending_features import FeatureConfig, SendEvent
 from mailwarden.detectors.sending_profile import OrgPrior
-from mailwarden.detectors.sending import LEARNING_MODEL
 from mailwarden.detectors.sending_tails import HALF, Tails
 from mailwarden.scenarios import KINDS, NEGATIVE_KINDS, Labeled, inject
 from mailwarden.sending_train import DEFAULT_SEED, Rows, build_prior, replay_rows
