@@ -8,8 +8,8 @@ largest value of each closed hour (day), decayed by :data:`PEAK_DECAY` per close
 (day), so a peak is forgotten over some weeks of activity. While a sender is *learning* (fewer
 than :data:`TRUST_MESSAGES` messages or :data:`TRUST_DAYS` days since first seen) it is compared
 with the organisation's new-sender peaks (``OrgPrior.new_peaks``) or its own, whichever is higher:
-being new is not anomalous. Once trusted, a closed hour can raise a peak by at most
-:data:`GROWTH` times itself plus 1, so a burst never becomes its own baseline at once.
+being new is not anomalous. Once trusted, a closed hour beyond :data:`GROWTH` times the peak
+plus 1 is not learned, so a burst never becomes its own baseline.
 """
 
 from __future__ import annotations
@@ -72,8 +72,11 @@ def learning_state(p: Profile, t: float) -> tuple[bool, int, float]:
 
 
 def _fold(peak: float, pending: float, trusted: bool) -> float:
-    cap = GROWTH * peak + 1.0 if trusted else math.inf
-    return max(peak * PEAK_DECAY, min(pending, cap))
+    """The peak after a closed hour (day) whose largest value was ``pending``. Once trusted, an
+    hour beyond GROWTH x peak + 1 is an outlier (a spike, perhaps the attacker's): not learned."""
+    if trusted and pending > GROWTH * peak + 1.0:
+        return peak * PEAK_DECAY
+    return max(peak * PEAK_DECAY, pending)
 
 
 def closed_peaks(p: Profile, t: float, trusted: bool) -> tuple[Peaks, bool, bool]:

@@ -41,7 +41,8 @@ def _sample(run: Run, limit: int = 1500, seed: int = 0) -> tuple[Array, Array]:
 
 
 def _legend_groups() -> list[tuple[str, str]]:
-    colours = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:green")
+    colours = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:green", "tab:olive",
+               "tab:cyan", "tab:blue")
     return [("", "lightgrey"), *zip(KINDS, colours, strict=True)]
 
 

@@ -1,0 +1,148 @@
+"""The sending detector over the milter protocol (pymilter's TestCtx), enforce mode, fresh state:
+a newcomer's ordinary burst passes, a blast engages a sender hold that `senders clear` lifts, an
+established sender's 5x spike is flagged. Message time comes from a controllable clock (the
+adapter's ``time.time``), never from real sleeps."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import Milter
+import pytest
+
+from mailwarden import cli
+from mailwarden.adapter import MailwardenMilter
+from mailwarden.engine import Engine
+from mailwarden.metrics import Metrics
+from mailwarden.sending_holds import SqliteHolds
+from mailwarden.store import sender_key
+
+from conftest import REPO, config_text, message_bytes
+from test_adapter import Ctx, Source, feed
+
+T0 = datetime(2024, 5, 6, 9, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # Monday 09:00
+SENDING = f"""
+[detectors.sending]
+enabled = true
+model_dir = "{REPO / 'models' / 'sending'}"
+"""
+
+
+class Clock:
+    """Stands in for the ``time`` module in the adapter: ``time()`` is ours, the rest is real."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class Milt:
+    """One engine behind the adapter; every message is one fresh SMTP session."""
+
+    def __init__(self, tmp_path: Path, clock: Clock) -> None:
+        self.config_path = tmp_path / "mailwarden.toml"
+        self.config_path.write_text(config_text(tmp_path, mode="enforce", extra=SENDING))
+        from mailwarden.config import load_config
+
+        self.engine = Engine(load_config(self.config_path), Metrics())
+        self.source = Source(self.engine)
+        self.clock = clock
+
+    def send(self, at: float, sender: str, rcpts: tuple[str, ...]) -> Ctx:
+        self.clock.now = at
+        Milter.factory = lambda: MailwardenMilter(self.source)
+        ctx = Ctx()
+        ctx._setsymval("i", f"Q{int(at * 10) % 10**9:09d}")
+        ctx._setsymval("{auth_authen}", sender)
+        ctx._connect(ip="192.0.2.10")
+        rc = feed(ctx, message_bytes(sender=sender, to=rcpts[0]), sender=sender, rcpts=rcpts)
+        assert rc in (Milter.ACCEPT, Milter.CONTINUE)
+        return ctx
+
+
+@pytest.fixture
+def milt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    clock = Clock(T0)
+    monkeypatch.setattr("mailwarden.adapter.time", clock)
+    m = Milt(tmp_path, clock)
+    yield m
+    m.engine.close()
+
+
+def findings_header(ctx: Ctx) -> str:
+    return str(ctx._msg["X-Mailwarden-Findings"] or "")
+
+
+def test_new_senders_ordinary_burst_is_accepted(milt: Milt) -> None:
+    colleagues = ("ann@example.org", "ben@example.org", "cat@example.org")
+    for i in range(8):
+        ctx = milt.send(T0 + 20 * i, "newbie@example.org", (colleagues[i % 3],))
+        assert ctx.quarantined is None, (i, findings_header(ctx))
+        assert "sender_hold" not in findings_header(ctx)
+
+
+def test_blast_engages_one_sender_hold_until_cleared(milt: Milt, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    sender = "mallory@example.org"
+    held = [milt.send(T0 + 3 * i, sender, (f"x{i}@d{i}.example.net",)).quarantined is not None
+            for i in range(200)]
+    first = held.index(True)
+    assert first < 100 and all(held[first:]), first  # once held, every later message is held
+    holds = SqliteHolds(tmp_path / "state" / "sending.sqlite")
+    key = sender_key(sender)
+    assert [r.key for r in holds.all()] == [key]
+    assert [e.event for e in holds.events(key)] == ["engaged"]  # one episode, one audit row
+    assert cli.main(["senders", "show", sender, "--json", "--config",
+                     str(milt.config_path)]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["hold"] and shown["baseline"] == "learning" and "@example.org" in shown["sender"]
+    assert "mallory" not in out  # masked: m***@example.org
+    later = T0 + 2 * 86400
+    assert milt.send(later, sender, ("ann@example.org",)).quarantined is not None
+    assert cli.main(["senders", "clear", sender, "--reviewer", "rev", "--config",
+                     str(milt.config_path)]) == 0
+    assert milt.send(later + 60, sender, ("ann@example.org",)).quarantined is None
+    assert [e.event for e in holds.events(key)] == ["engaged", "cleared"]
+    assert cli.main(["senders", "clear", sender, "--config", str(milt.config_path)]) == 1
+
+
+def test_established_senders_5x_spike_is_flagged(milt: Milt) -> None:
+    sender, usual = "alice@example.org", ("bob@example.org", "carol@example.org")
+    for day in range(20):  # four messages a working day, two hours apart: peak 1 an hour
+        for k in range(4):
+            ctx = milt.send(T0 + day * 86400 + k * 7200, sender, (usual[k % 2],))
+            assert ctx.quarantined is None
+    start = T0 + 21 * 86400
+    flagged = []
+    for i in range(10):  # 5 an hour, to the usual recipients, at the usual hours
+        ctx = milt.send(start + 720 * (i + 1), sender, (usual[i % 2],))
+        flagged.append("sending_anomaly" in findings_header(ctx) or ctx.quarantined is not None)
+    assert any(flagged[:5]), flagged
+
+
+
+def test_spike_evidence_says_it_in_words(tmp_path: Path) -> None:
+    from test_sending_detector import build, feed_history, msg
+
+    det = build(tmp_path, sender_hold=False)
+    end = feed_history(det)  # four a working day, two hours apart
+    start = end + 86400 - 7200 * 3
+    results = [det.analyse(msg(start + 720 * (i + 1), (("bob@corp.example", "carol@corp."
+                                                         "example")[i % 2],)))
+               for i in range(10)]
+    texts = [f.evidence for r in results for f in r.findings]
+    assert any("messages in the last hour; this sender's usual peak is 1" in t for t in texts), texts
+    assert all("@" not in t and "bob" not in t for t in texts)
+    flagged = [bool(r.findings) for r in results]
+    assert flagged.index(True) < 5 and all(flagged[flagged.index(True):]), flagged
