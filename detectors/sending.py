@@ -147,7 +147,8 @@ class SendingDetector(BaseDetector):
                     Outcome(1.0, None, None, held_since=since))
         obs = observe(profile, event, self._prior, self._config)
         model, scaled = self._scorer.score_one(obs.vector)
-        tail, index = self._tails.one(obs.dev) if self._tails else (0.0, -1)
+        learning = not obs.base.trusted
+        tail, index = self._tails.one(obs.dev, learning) if self._tails else (0.0, -1)
         anomaly = combined(model, tail, obs.base.trusted)
         engaged = judge(profile, event.at, anomaly, tail, obs.base.trusted, self._hold)
         learn(profile, event, obs)

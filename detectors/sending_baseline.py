@@ -25,7 +25,7 @@ from mailwarden.detectors.sending_profile import OrgPrior, Profile
 TRUST_MESSAGES = 30
 TRUST_DAYS = 7.0
 PEAK_DECAY = 0.99
-GROWTH = 1.25
+GROWTH = 2.0
 # Deviation behaviours (the tail model calibrates each; evidence names the strongest).
 BEHAVIOURS: tuple[str, ...] = ("rate_1h", "rate_1d", "recipients_1h", "new_recipients_1h",
                                "rate_10m", "rate_5_messages", "odd_hour_new")

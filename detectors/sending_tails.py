@@ -24,8 +24,11 @@ from mailwarden.detectors.anomaly import Array
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 _DECADES = np.array([-math.log10(1 - q) for q in QUANTILES])
 MIN_SLOPE = 0.15
-HALF = 3.5
+HALF = 2.5
 STEEPNESS = 2.0
+# A sender still learning is compared with the org's new senders, a coarser baseline: its
+# deviations must be this many decades more surprising to count the same.
+LEARNING_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,18 +48,19 @@ class Tails:
         joint = _tail(single.sum(axis=1, keepdims=True), self.points[-1:], self.slopes[-1:])
         return np.concatenate([single, joint], axis=1)
 
-    def combine(self, surprise: Array) -> tuple[Array, Array]:
+    def combine(self, surprise: Array, learning: Array | bool = False) -> tuple[Array, Array]:
         """(anomaly 0..1, index of the strongest single behaviour) per row of surprises."""
         s = np.atleast_2d(surprise)
         top = s.max(axis=1) - math.log10(s.shape[1])
-        z = np.clip(self.steepness * (top - self.half), -50, 50)
+        half = self.half + LEARNING_MARGIN * np.asarray(learning, dtype=np.float64)
+        z = np.clip(self.steepness * (top - half), -50, 50)
         return 1.0 / (1.0 + np.exp(-z)), s[:, :-1].argmax(axis=1)
 
-    def score(self, dev: Array) -> tuple[Array, Array]:
-        return self.combine(self.surprise(dev))
+    def score(self, dev: Array, learning: Array | bool = False) -> tuple[Array, Array]:
+        return self.combine(self.surprise(dev), learning)
 
-    def one(self, dev: Array) -> tuple[float, int]:
-        anomaly, index = self.score(dev)
+    def one(self, dev: Array, learning: bool = False) -> tuple[float, int]:
+        anomaly, index = self.score(dev, learning)
         return float(anomaly[0]), int(index[0])
 
     def with_half(self, half: float) -> Tails:

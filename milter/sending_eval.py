@@ -47,6 +47,7 @@ class Run:
     position: Array
     dev: Array  # per-behaviour deviations (sending_baseline.BEHAVIOURS)
     trusted: Array  # the sender's own baseline was trusted at that message
+    after: Array  # a real message of a victim within 24 h of its scenario (see contaminated)
 
     @property
     def test(self) -> Array:
@@ -68,7 +69,27 @@ def prepare(name: str, events: Sequence[SendEvent], timezone: str, seed: int,
                np.array([item.event.at < split_at for item in labeled]),
                np.array([item.kind for item in labeled]),
                np.array([item.scenario for item in labeled]),
-               np.array([item.position for item in labeled]), rows.dev, rows.trusted)
+               np.array([item.position for item in labeled]), rows.dev, rows.trusted,
+               contaminated(labeled))
+
+
+def contaminated(labeled: list[Labeled], seconds: float = 86400.0) -> Array:
+    """Real messages of a scenario's sender from its start to 24 h after its end: their 1 h and
+    24 h windows hold the injected messages, and in service a sender hold would have held them.
+    They are reported apart (``fp_rate_after_scenario``), not counted as false positives."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for item in labeled:
+        if item.kind and item.kind not in NEGATIVE_KINDS:
+            spans.setdefault(f"{item.event.sender}#{item.scenario}", []).append(
+                (item.event.at, item.event.at))
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for key, times in spans.items():
+        sender = key.rpartition("#")[0]
+        windows.setdefault(sender, []).append((min(t for t, _ in times),
+                                               max(t for t, _ in times) + seconds))
+    return np.array([not item.kind and any(a <= item.event.at <= b for a, b in
+                                           windows.get(item.event.sender, ()))
+                     for item in labeled])
 
 
 def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str, Any]:
@@ -76,7 +97,8 @@ def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str,
     from sklearn.metrics import roc_auc_score
 
     kind, scen, pos = run.kind[run.test], run.scenario[run.test], run.position[run.test]
-    negative = np.isin(kind, NEGATIVE_KINDS)
+    after = run.after[run.test]
+    negative = np.isin(kind, NEGATIVE_KINDS) | after
     y = (kind != "") & ~negative
     flag = anomaly > threshold
     tp, fp = int((flag & y).sum()), int((flag & ~y & ~negative).sum())
@@ -93,7 +115,9 @@ def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str,
         "balanced_accuracy": float((flag[y].mean() + (~flag[real]).mean()) / 2),
         "precision": tp / max(tp + fp, 1), "recall": float(flag[y].mean()),
         "fp_rate": float(flag[real].mean()), "real_messages": int(real.sum()),
-        "negatives": _negatives(kind, scen, flag, negative),
+        "negatives": _negatives(kind, scen, flag, np.isin(kind, NEGATIVE_KINDS)),
+        "fp_rate_after_scenario": float(flag[after].mean()) if after.any() else 0.0,
+        "messages_after_scenario": int(after.sum()),
         "scenario_messages": int(y.sum()), "scenarios": len(every),
         "detected_within_10": float(np.mean([d <= DELAY_LIMIT for d in every])),
         "median_delay": _median_delay(every),
@@ -127,7 +151,7 @@ def evaluate_run(run: Run, kinds: tuple[str, ...], seed: int, shipped: Path | No
 
     scorers: dict[str, Scorer] = fit_scorers(run.x[run.train], kinds, seed)
     tails = Tails.fit(run.dev[run.train], half)
-    tail = tails.score(run.dev[run.test])[0]
+    tail = tails.score(run.dev[run.test], ~run.trusted[run.test])[0]
     trusted = run.trusted[run.test]
     scores = {f"{kind} + tails": combine(s.score(run.x[run.test]), tail, trusted)
               for kind, s in scorers.items()}
@@ -150,7 +174,8 @@ def shipped_scores(run: Run, shipped: Path, kinds: tuple[str, ...]) -> dict[str,
     bundle = load_bundle(shipped, kinds)
     rows = run.rows_with(OrgPrior.from_json(bundle.manifest["prior"]), run.config)
     raw_tails = bundle.manifest.get("tails")
-    tail = (Tails.from_json(raw_tails).score(rows.dev[run.test])[0] if raw_tails
+    tail = (Tails.from_json(raw_tails).score(rows.dev[run.test], ~rows.trusted[run.test])[0]
+            if raw_tails
             else np.zeros(int(run.test.sum())))
     trusted = rows.trusted[run.test]
     return {f"shipped/{kind} + tails": combine(s.score(rows.x[run.test]), tail, trusted)
