@@ -137,6 +137,6 @@ def fit_scorers(x: Array, kinds: tuple[str, ...], seed: int = 0,
     out: dict[str, Scorer] = {}
     for kind in kinds:
         _est, model = FITTERS[kind](xs_fit, seed)
-        out[kind] = Scorer(kind, mean, scale, model, Calibration.fit(model.raw(xs_cal), CAL_QUANTILE),
-                           upper, guard)
+        calibration = Calibration.fit(model.raw(xs_cal), CAL_QUANTILE)
+        out[kind] = Scorer(kind, mean, scale, model, calibration, upper, guard)
     return out
