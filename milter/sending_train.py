@@ -160,8 +160,13 @@ def train_from_args(args: argparse.Namespace, out_dir: Path) -> dict[str, object
     config = FeatureConfig(timezone=getattr(args, "timezone", None) or "UTC")
     source = ",".join(Path(p).name for p in paths)
     seed = getattr(args, "sending_seed", DEFAULT_SEED)
-    return {"sending": write_model(Path(out_dir) / "sending", events, config, kinds, seed,
-                                   source)}
+    from mailwarden.sending_audit import read_manifest, write_change_report
+
+    target = Path(out_dir) / "sending"
+    previous = read_manifest(target)
+    summary = write_model(target, events, config, kinds, seed, source)
+    summary["report"] = str(write_change_report(target, previous))
+    return {"sending": summary}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -147,3 +147,27 @@ def test_spike_evidence_says_it_in_words(tmp_path: Path) -> None:
     assert all("@" not in t and "bob" not in t for t in texts)
     flagged = [bool(r.findings) for r in results]
     assert flagged.index(True) < 5 and all(flagged[flagged.index(True):]), flagged
+
+
+def test_train_sending_from_the_installations_audit_log(milt: Milt, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    people = [f"{n}@example.org" for n in ("ann", "ben", "cat")]
+    for day in range(15):
+        for k in range(3):
+            for who in people:
+                milt.send(T0 + day * 86400 + k * 5400 + people.index(who) * 60, who,
+                          (people[(people.index(who) + k + 1) % 3], "x@partner.example"))
+    milt.engine.close()
+    audit = tmp_path / "state" / "audit.jsonl"
+    assert "ann@" not in audit.read_text()  # senders are keyed hashes in the audit log
+    out = tmp_path / "trained"
+    args = ["train", "--sending", str(audit), "--sending-model", "isolation_forest",
+            "--out", str(out)]
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out)["sending_train"]["sending"]
+    assert summary["messages"] == 135
+    report = (out / "sending" / "sending-train-report.txt").read_text()
+    assert "previous model: none" in report and "new senders usually peak at" in report
+    assert cli.main(args) == 0  # again: the report compares with the model it replaces
+    report = (out / "sending" / "sending-train-report.txt").read_text()
+    assert "previous model: 20" in report and "audit.jsonl (135 messages)" in report
