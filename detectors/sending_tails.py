@@ -51,8 +51,10 @@ class Tails:
     def combine(self, surprise: Array, learning: Array | bool = False) -> tuple[Array, Array]:
         """(anomaly 0..1, index of the strongest single behaviour) per row of surprises."""
         s = np.atleast_2d(surprise)
-        top = s.max(axis=1) - math.log10(s.shape[1])
-        half = self.half + LEARNING_MARGIN * np.asarray(learning, dtype=np.float64)
+        learn = np.broadcast_to(np.asarray(learning, dtype=bool), (s.shape[0],))
+        # a newcomer's burst moves all rate behaviours a little at once: no joint column for it
+        top = np.where(learn, s[:, :-1].max(axis=1), s.max(axis=1)) - math.log10(s.shape[1])
+        half = self.half + LEARNING_MARGIN * learn
         z = np.clip(self.steepness * (top - half), -50, 50)
         return 1.0 / (1.0 + np.exp(-z)), s[:, :-1].argmax(axis=1)
 

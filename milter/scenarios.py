@@ -7,8 +7,8 @@ exfiltration of large attachments to one new webmail address, blasts to hundreds
 (fan-out), mail at the sender's dead hour to colleagues never written to, and rate spikes at 3, 5
 and 10 times the sender's own peak hourly count (95th percentile of its active hours before the
 split), evenly spread, to its usual recipients, starting at its usual hours. One more kind is a
-*negative*: a sender never seen before sends an ordinary burst (8-15 messages, 5-60 s apart, to
-one to three colleagues at working hours), which must not be flagged (:data:`NEGATIVE_KINDS`). Every
+*negative*: a sender never seen before sends an ordinary burst (8 messages, 1, 5, 20 or 30 s
+apart, to three colleagues at working hours), which must not be flagged (``NEGATIVE_KINDS``). Every
 injected message carries its scenario's kind, id and position, so detection delay can be
 measured. :func:`write_mbox` writes any such history as an mbox (headers Date/From/To/Cc,
 Message-ID, In-Reply-To for replies, a base64 attachment of about the stated size), which the
@@ -159,17 +159,18 @@ def _spike(v: _Victim, factor: float, start: float, rng: random.Random,
 
 
 def _newcomer(v: _Victim, start: float, rng: random.Random, tz: ZoneInfo) -> list[SendEvent]:
-    """A sender never seen before, at the victim's domain: an ordinary catch-up burst."""
+    """A sender never seen before, at the victim's domain: 8 ordinary messages to three
+    colleagues, 1, 5, 20 or 30 s apart (the catch-up bursts of issue 15)."""
     address = f"new{rng.randrange(10**8)}@{_domain(v.address)}"
     pool = v.colleagues or v.contacts
     three = rng.sample(pool, min(3, len(pool)))
     at = _at_hour(start, rng.uniform(9, 16), tz)
+    gap = rng.choice((1.0, 5.0, 20.0, 30.0))
     out = []
-    for _ in range(rng.randint(8, 15)):
-        at += rng.uniform(5, 60)
-        rcpts = tuple(rng.sample(three, rng.randint(1, len(three))))
-        out.append(SendEvent(at, address, rcpts, int(rng.uniform(3000, 40000)), 0,
-                             rng.random() < 0.3))
+    for i in range(8):
+        at += gap * rng.uniform(0.8, 1.2)
+        out.append(SendEvent(at, address, (three[i % len(three)],),
+                             int(rng.uniform(3000, 40000)), 0, rng.random() < 0.3))
     return out
 
 

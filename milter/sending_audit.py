@@ -98,10 +98,10 @@ def change_report(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         before = f"{old_peaks[i]:.1f}" if i < len(old_peaks) else "-"
         lines.append(f"  {name}: {before} -> {new_peaks[i]:.1f}")
     lines.append("99.9th percentile of each behaviour's deviation (previous -> now):")
-    before, after = _p999(old), _p999(new)
-    for i, name in enumerate(BEHAVIOURS[: len(after)]):
-        was_text = f"{before[i]:.2f}" if i < len(before) else "-"
-        lines.append(f"  {name}: {was_text} -> {after[i]:.2f}")
+    was_p, now_p = _p999(old), _p999(new)
+    for i, name in enumerate(BEHAVIOURS[: len(now_p)]):
+        was_text = f"{was_p[i]:.2f}" if i < len(was_p) else "-"
+        lines.append(f"  {name}: {was_text} -> {now_p[i]:.2f}")
     return "\n".join(lines) + "\n"
 
 
