@@ -25,6 +25,7 @@ from mailwarden.detectors.anomaly import MODEL_KINDS, Array, Scorer
 from mailwarden.detectors.base import BaseDetector, DetectorContext, register
 from mailwarden.detectors.sending_baseline import BEHAVIOURS, phrase
 from mailwarden.detectors.sending_build import open_bundle, open_holds, open_store, read_settings
+from mailwarden.detectors.sending_event import attachment_bytes, event_from_message
 from mailwarden.detectors.sending_features import (
     FEATURES,
     FeatureConfig,
@@ -50,35 +51,6 @@ HOLD_TYPE = "sender_hold"
 # view of a newcomer is mostly "unlike an established sender", which is not suspicious.
 LEARNING_MODEL = 0.5
 ANOMALOUS_WINDOW = 900.0
-MAX_PARTS = 200
-
-
-def attachment_bytes(message: Message) -> int:
-    """Approximate decoded size of non-text MIME parts (no decoding: cost bounded by size)."""
-    total = 0
-    for count, part in enumerate(message.parsed.walk()):
-        if count >= MAX_PARTS:
-            break
-        if part.is_multipart() or part.get_content_maintype() in ("text", "message"):
-            continue
-        payload = part.get_payload()
-        size = len(payload) if isinstance(payload, str | bytes) else 0
-        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-        total += size * 3 // 4 if encoding == "base64" else size
-    return total
-
-
-def event_from_message(message: Message, now: float | None = None) -> SendEvent:
-    env = message.envelope
-    parsed = message.parsed
-    return SendEvent(
-        at=env.received_at or (time.time() if now is None else now),
-        sender=env.sender_identity,
-        recipients=env.recipients,
-        size=message.size,
-        attach_bytes=message.memo("sending.attachment_bytes", lambda: attachment_bytes(message)),
-        is_reply=bool(parsed.get("In-Reply-To") or parsed.get("References")),
-    )
 
 
 @dataclass(frozen=True)
