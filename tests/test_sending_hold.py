@@ -24,6 +24,7 @@ from mailwarden.sending_holds import SqliteHolds
 from mailwarden.store import sender_key
 
 from conftest import REPO, config_text, message_bytes
+from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # Monday 09:00
 SENDING = f"""
@@ -171,3 +172,39 @@ def test_train_sending_from_the_installations_audit_log(milt: Milt, tmp_path: Pa
     assert cli.main(args) == 0  # again: the report compares with the model it replaces
     report = (out / "sending" / "sending-train-report.txt").read_text()
     assert "previous model: 20" in report and "audit.jsonl (135 messages)" in report
+
+
+def test_a_hold_is_shared_by_two_milters_through_redis(tmp_path: Path,
+                                                       redis_server: RedisServer) -> None:  # noqa: F811
+    from test_sending_detector import build, msg
+
+    from mailwarden.sending_holds import RedisHolds
+
+    one = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url)
+    two = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url)
+    sender = "eve@corp.example"
+    results = [(one if i % 2 else two).analyse(
+        msg(T0 + 3 * i, (f"x{i}@d{i}.example.net",), sender=sender)) for i in range(120)]
+    first = next(i for i, r in enumerate(results) if r.scores.get("sending_held"))
+    assert all(r.scores.get("sending_held") for r in results[first:])
+    holds = RedisHolds(redis_server.url, "mailwarden:sending:")
+    key = sender_key(sender)
+    assert [r.key for r in holds.all()] == [key] and one.held_senders() == 1
+    assert [e.event for e in holds.events(key)] == ["engaged"]  # one episode for both milters
+    assert "eve" not in holds.all()[0].label
+    holds.remove(key, T0 + 7200, "reviewer")
+    from mailwarden.detectors.sending_hold import release
+    from mailwarden.detectors.sending_profile import Profile
+    from mailwarden.store import Update
+
+    def clear(blob: bytes | None) -> tuple[Update, None]:
+        profile = Profile.decode(blob)
+        release(profile)
+        return Update(profile.encode(), T0 + 7200, None), None
+
+    one._store.transact(key, clear)
+    later = two.analyse(msg(T0 + 3 * 86400, ("bob@corp.example",), sender=sender))
+    assert not later.scores.get("sending_held") and two.held_senders() == 0
+    holds.close()
+    one.close()
+    two.close()
