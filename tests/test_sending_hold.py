@@ -55,7 +55,8 @@ class Milt:
         self.config_path.write_text(config_text(tmp_path, mode="enforce", extra=SENDING))
         from mailwarden.config import load_config
 
-        self.engine = Engine(load_config(self.config_path), Metrics())
+        self.metrics = Metrics()
+        self.engine = Engine(load_config(self.config_path), self.metrics)
         self.source = Source(self.engine)
         self.clock = clock
 
@@ -103,6 +104,11 @@ def test_blast_engages_one_sender_hold_until_cleared(milt: Milt, tmp_path: Path,
     key = sender_key(sender)
     assert [r.key for r in holds.all()] == [key]
     assert [e.event for e in holds.events(key)] == ["engaged"]  # one episode, one audit row
+    value = milt.metrics.registry.get_sample_value
+    assert value("mailwarden_sender_hold_episodes_total") == 1
+    assert value("mailwarden_sender_held_messages_total") == 200 - first
+    # scored against the new-sender baseline: every message up to the one that engaged the hold
+    assert value("mailwarden_sending_baseline_messages_total", {"state": "learning"}) == first + 1
     assert cli.main(["senders", "show", sender, "--json", "--config",
                      str(milt.config_path)]) == 0
     out = capsys.readouterr().out
