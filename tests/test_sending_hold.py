@@ -17,11 +17,11 @@ import pytest
 from test_adapter import Ctx, Source, feed
 
 from mailwarden import cli
-from mailwarden.adapter import MailwardenMilter
+from mailwarden.mta.adapter import MailwardenMilter
 from mailwarden.engine import Engine
 from mailwarden.metrics import Metrics
-from mailwarden.sending_holds import SqliteHolds
-from mailwarden.store import sender_key
+from mailwarden.detectors.sending.holds import SqliteHolds
+from mailwarden.detectors.sending.state import sender_key
 
 from conftest import REPO, config_text, message_bytes
 from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
@@ -75,7 +75,7 @@ class Milt:
 @pytest.fixture
 def milt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     clock = Clock(T0)
-    monkeypatch.setattr("mailwarden.adapter.time", clock)
+    monkeypatch.setattr("mailwarden.mta.adapter.time", clock)
     m = Milt(tmp_path, clock)
     yield m
     m.engine.close()
@@ -184,7 +184,7 @@ def test_a_hold_is_shared_by_two_milters_through_redis(tmp_path: Path,
                                                        redis_server: RedisServer) -> None:  # noqa: F811
     from test_sending_detector import build, msg
 
-    from mailwarden.sending_holds import RedisHolds
+    from mailwarden.detectors.sending.holds import RedisHolds
 
     one = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url)
     two = build(tmp_path, run_mode="milter", store="redis", redis_url=redis_server.url)
@@ -199,9 +199,9 @@ def test_a_hold_is_shared_by_two_milters_through_redis(tmp_path: Path,
     assert [e.event for e in holds.events(key)] == ["engaged"]  # one episode for both milters
     assert "eve" not in holds.all()[0].label
     holds.remove(key, T0 + 7200, "reviewer")
-    from mailwarden.detectors.sending_hold import release
-    from mailwarden.detectors.sending_profile import Profile
-    from mailwarden.store import Update
+    from mailwarden.detectors.sending.hold import release
+    from mailwarden.detectors.sending.profile import Profile
+    from mailwarden.detectors.sending.state import Update
 
     def clear(blob: bytes | None) -> tuple[Update, None]:
         profile = Profile.decode(blob)

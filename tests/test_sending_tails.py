@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mailwarden.detectors.sending_tails import Tails
+from mailwarden.detectors.sending.tails import Tails
 
 
 def fitted() -> tuple[Tails, np.ndarray]:

@@ -2,7 +2,7 @@
 
 ``mailwarden train --sending /var/lib/mailwarden/audit.jsonl`` (the packaged
 ``mailwarden-train-sending`` timer runs it) reads the audit log the daemon writes
-(:mod:`mailwarden.audit`: time, keyed-hashed sender, recipient count and domains, size; never
+(:mod:`mailwarden.sinks.audit`: time, keyed-hashed sender, recipient count and domains, size; never
 content or recipient addresses) as sending events, so the shipped model is only a starting prior
 and each installation learns its own organisation. Recipients are known only by domain, so a
 message to ``n`` recipients becomes ``n`` recipients spread over its domains: novelty is learned
@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailwarden.detectors.sending_baseline import BEHAVIOURS
-from mailwarden.detectors.sending_features import SendEvent
+from mailwarden.detectors.sending.baseline import BEHAVIOURS
+from mailwarden.detectors.sending.features import SendEvent
 
 SKIPPED_ACTIONS = ("quarantine", "reject", "tempfail")
 PEAK_NAMES = ("messages/h", "messages/24h", "recipients/h", "new recipients/h", "messages/10min",

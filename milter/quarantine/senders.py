@@ -4,7 +4,7 @@ Subcommands ``list`` (held senders), ``show ADDR`` (learning state, the sender's
 state and its audit rows), ``clear ADDR`` (a reviewer lets the sender's new mail through again)
 and ``hold ADDR`` (a reviewer holds a sender by hand), registered through ``COMMAND_MODULES`` in
 :mod:`mailwarden.cli`. They read ``[detectors.sending]`` of the same config file as the daemon and
-open the same state store and hold registry (:mod:`mailwarden.sending_holds`; SQLite or Redis), so
+open the same state store and hold registry (:mod:`mailwarden.detectors.sending.holds`; SQLite or Redis), so
 a hold engaged by any milter of the organisation is seen and cleared here. ``ADDR`` is the address
 or SASL login (hashed before use, as the detector does) or the 24-hex-digit key shown by ``list``.
 Messages already in the MTA's hold queue stay there: release them with ``mailwarden quarantine``.
@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailwarden.detectors.base import DetectorContext
-from mailwarden.detectors.sending_baseline import (
+from mailwarden.detectors.sending.baseline import (
     TRUST_DAYS,
     TRUST_MESSAGES,
     learning_state,
     peaks_of,
 )
-from mailwarden.detectors.sending_hold import engage, held_since, release
-from mailwarden.detectors.sending_profile import Profile
+from mailwarden.detectors.sending.hold import engage, held_since, release
+from mailwarden.detectors.sending.profile import Profile
 from mailwarden.options import ConfigError
-from mailwarden.sending_holds import HoldRecord, HoldRegistry, mask_identity
-from mailwarden.store import StateStore, StoreUnavailable, Update, sender_key
+from mailwarden.detectors.sending.holds import HoldRecord, HoldRegistry, mask_identity
+from mailwarden.detectors.sending.state import StateStore, StoreUnavailable, Update, sender_key
 
 _KEY_RE = re.compile(r"^[0-9a-f]{24}$")
 
@@ -72,7 +72,7 @@ def add_parser(subparsers: Any) -> None:
 def opened(args: argparse.Namespace) -> Iterator[Opened]:
     from mailwarden.cli import config_path
     from mailwarden.config import load_config
-    from mailwarden.detectors.sending_build import open_holds, open_store, read_settings
+    from mailwarden.detectors.sending.settings import open_holds, open_store, read_settings
 
     config = load_config(config_path(args))
     section = next((d for d in config.detectors if d.name == "sending"), None)

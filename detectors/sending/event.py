@@ -3,14 +3,14 @@
 :func:`event_from_message` takes the identity (SASL login, else envelope sender), the envelope
 recipients, the message time, the size, the approximate attachment bytes (:func:`attachment_bytes`:
 non-text MIME parts, bounded, no decoding) and whether it is a reply, from a
-:class:`~mailwarden.message.Message`; the detector (:mod:`mailwarden.detectors.sending`) scores it.
+:class:`~mailwarden.message.Message`; the detector (:mod:`mailwarden.detectors.sending.detector`) scores it.
 """
 
 from __future__ import annotations
 
 import time
 
-from mailwarden.detectors.sending_features import SendEvent
+from mailwarden.detectors.sending.features import SendEvent
 from mailwarden.message import Message
 
 MAX_PARTS = 200

@@ -1,6 +1,6 @@
 """The sender's own baseline: decayed peaks, the learning state and per-behaviour deviations.
 
-This sits between the profile (:mod:`mailwarden.detectors.sending_profile`, which stores the
+This sits between the profile (:mod:`mailwarden.detectors.sending.profile`, which stores the
 numbers as pairs in ``Profile.stats``) and the tail model (:mod:`~.sending_tails`).
 At every message the sliding-window activity (messages in the last hour and day, distinct and new
 recipients in the last hour) is compared with the sender's usual peak of the same quantity: the
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mailwarden.detectors.anomaly import Array
-from mailwarden.detectors.sending_profile import OrgPrior, Profile
+from mailwarden.detectors.sending.anomaly_models import Array
+from mailwarden.detectors.sending.profile import OrgPrior, Profile
 
 TRUST_MESSAGES = 30
 TRUST_DAYS = 7.0

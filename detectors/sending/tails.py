@@ -2,7 +2,7 @@
 
 The Isolation Forest judges all 17 features together, so one strongly deviating behaviour (a 5x
 rate spike to the usual recipients at the usual hours) is diluted among the normal ones. This
-model takes the deviations of :mod:`mailwarden.detectors.sending_baseline` and, per behaviour,
+model takes the deviations of :mod:`mailwarden.detectors.sending.baseline` and, per behaviour,
 the empirical distribution of that deviation over the training messages: below its 99.9th
 percentile the tail probability is interpolated between the 50/90/99/99.9th percentiles, beyond it
 the tail falls by one decade per ``slope`` (the 99th-to-99.9th percentile distance, with a floor).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mailwarden.detectors.anomaly import Array
+from mailwarden.detectors.sending.anomaly_models import Array
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 _DECADES = np.array([-math.log10(1 - q) for q in QUANTILES])

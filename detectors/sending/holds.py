@@ -1,8 +1,8 @@
 """Sender holds, the shared part: which senders are held, since when, why, and the audit trail.
 
 The ``sending`` detector keeps the hold flag in each sender's profile (see
-:mod:`mailwarden.detectors.sending_hold`) and, when it engages a hold, records it here once per
-episode; ``mailwarden senders list|show|clear|hold`` (:mod:`mailwarden.senders_cli`) reads and
+:mod:`mailwarden.detectors.sending.hold`) and, when it engages a hold, records it here once per
+episode; ``mailwarden senders list|show|clear|hold`` (:mod:`mailwarden.quarantine.senders`) reads and
 changes it. Backends follow the state store: :class:`SqliteHolds` adds two tables to the same
 SQLite file (``sender_hold``, ``sender_hold_events``), :class:`RedisHolds` a hash and a capped
 list under the same prefix (so several milters of one organisation share holds), and
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mailwarden.store import StoreUnavailable
+from mailwarden.detectors.sending.state import StoreUnavailable
 
 EVENTS_KEPT = 10_000
 _SCHEMA = (

@@ -6,14 +6,14 @@ seconds, or after one extreme message (``extreme``) against a trusted baseline. 
 is still learning only the tail model's score counts (being compared with the organisation's new
 senders), not the model's. The hold is kept in the profile (``stats["hold"]``: since, messages
 held), so the check costs nothing extra per message; the listing, the audit rows and clearing by
-a reviewer live in :mod:`mailwarden.sending_holds`.
+a reviewer live in :mod:`mailwarden.detectors.sending.holds`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailwarden.detectors.sending_profile import Profile
+from mailwarden.detectors.sending.profile import Profile
 
 
 @dataclass(frozen=True)
