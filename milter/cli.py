@@ -21,7 +21,8 @@ from mailwarden.options import ConfigError
 
 # Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
 # sets ``func`` (``args -> int``) on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("training.cli", "report.page", "quarantine.cli", "web.commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "training.cli", "report.page", "quarantine.cli", "quarantine.senders", "web.commands")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mailwarden.detectors.sending.names import FEATURES, FINDING_TYPE, SCORE
+from mailwarden.detectors.sending.baseline import BEHAVIOURS
+from mailwarden.detectors.sending.names import FEATURES, FINDING_TYPE, HOLD_TYPE, SCORE
 from mailwarden.verdict import Action, Decision, Direction, Finding
 
 log = logging.getLogger("mailwarden.metrics")
@@ -33,9 +34,10 @@ SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 CALLBACKS = ("connect", "envfrom", "envrcpt", "header", "eoh", "body", "eom", "abort", "close")
 # total: what the MTA waits for at end of message (scan or budget cut-off, plus sinks).
 STAGES = ("total", "parse", "detectors", "policy", "sinks")
-# The sending detector's feature names are the only values of the anomaly ``reason`` label.
+# The sending detector's feature names and its baseline's behaviours: the only values of the
+# anomaly ``reason`` label.
 ANOMALY_TYPE = FINDING_TYPE
-ANOMALY_REASONS = FEATURES
+ANOMALY_REASONS = FEATURES + BEHAVIOURS
 OTHER = "other"
 LABEL_MAX = 80
 
@@ -116,6 +118,16 @@ class Metrics:
         self.anomalies = Counter(
             "sending_anomalies", "Sending-anomaly findings by reason (a message counts once for "
             "each of its top reasons)", ["reason"], namespace=NAMESPACE, registry=r)
+        self.sending_baseline = Counter(
+            "sending_baseline_messages", "Messages scored against the sender's own (trusted) "
+            "baseline or while the sender is still learning (compared with the org's new "
+            "senders)", ["state"], namespace=NAMESPACE, registry=r)
+        self.sender_holds = Counter(
+            "sender_hold_episodes", "Sender holds engaged by the sending detector (one per "
+            "episode)", namespace=NAMESPACE, registry=r)
+        self.sender_held_messages = Counter(
+            "sender_held_messages", "Messages of held senders (each held until a reviewer "
+            "clears the sender)", namespace=NAMESPACE, registry=r)
 
     def _define_health(self, r: CollectorRegistry) -> None:
         self.callback_errors = Counter(
@@ -198,6 +210,17 @@ class Metrics:
         anomaly = decision.scores.get(SCORE)
         if anomaly is not None:
             self.sending_score.observe(anomaly)
+        self._sending(decision)
+
+    def _sending(self, decision: Decision) -> None:
+        trusted = decision.scores.get("sending_trusted")
+        if trusted is not None:
+            self.sending_baseline.labels("trusted" if trusted else "learning").inc()
+        for f in decision.findings:
+            if f.type == HOLD_TYPE:
+                self.sender_held_messages.inc()
+                if dict(f.details).get("engaged"):
+                    self.sender_holds.inc()
 
     def detectors_loaded(self, loaded: Iterable[tuple[str, Mapping[str, str]]],
                          disabled: Iterable[tuple[str, str]]) -> None:
@@ -239,7 +262,7 @@ class EngineCollector(Collector):  # type: ignore[misc]
         yield from self._families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        anomalous, store_up, budget = self._families()
+        anomalous, store_up, budget, held = self._families()
         engine = self._source.engine
         budget.add_metric([], float(engine.config.milter.timeout_seconds))
         for loaded in engine.detectors:
@@ -247,15 +270,20 @@ class EngineCollector(Collector):  # type: ignore[misc]
             count = _probe(loaded.name, "anomalous_senders", detector)
             if count is not None:
                 anomalous.add_metric([loaded.name], count)
+            holds = _probe(loaded.name, "held_senders", detector)
+            if holds is not None:
+                held.add_metric([loaded.name], holds)
             healthy = _probe(loaded.name, "health", detector)
             if healthy is not None:
                 store_up.add_metric([loaded.name], 1.0 if healthy > 0 else 0.0)
         yield anomalous
         yield store_up
         yield budget
+        yield held
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                             GaugeMetricFamily]:
         return (
             GaugeMetricFamily(f"{NAMESPACE}_senders_anomalous",
                               "Senders whose latest message was anomalous (recent window)",
@@ -265,6 +293,9 @@ class EngineCollector(Collector):  # type: ignore[misc]
                               labels=["detector"]),
             GaugeMetricFamily(f"{NAMESPACE}_scan_budget_seconds",
                               "Per-message time budget (milter.timeout_seconds)"),
+            GaugeMetricFamily(f"{NAMESPACE}_senders_held",
+                              "Senders held until a reviewer clears them (sender hold)",
+                              labels=["detector"]),
         )
 
 

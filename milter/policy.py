@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailwarden.config import PolicyConfig, Rule, Thresholds
+from mailwarden.detectors.sending.names import FINDING_TYPE, HOLD_TYPE
 from mailwarden.verdict import ALLOW_TYPE, Action, Decision, DetectorResult, Direction, Finding
 
 
@@ -20,6 +21,15 @@ class Outcome:
     verdict: Action
     score: float
     reasons: tuple[str, ...]
+
+
+# The sending part: the ``sending`` detector names the action it asks for in a finding detail
+# (``action``), set by its options ``on_high_confidence`` and ``on_sender_hold`` (see
+# deploy/mailwarden.toml). Its anomaly score alone (weight x anomaly <= weight) stays below the
+# score thresholds, so the sending anomaly holds a message only at high confidence against a
+# trusted baseline or through a sender hold; otherwise it adds headers, counts and alerts. An
+# allow-listed pair lifts the former, never a sender hold (it holds every message of the sender).
+SENDING_TYPES = (FINDING_TYPE, HOLD_TYPE)
 
 
 def evaluate(
@@ -36,11 +46,24 @@ def evaluate(
         reason = _rule_matches(rule, direction, findings, scores)
         if reason and not (allowed and rule.action is Action.QUARANTINE):
             candidates.append((rule.action, reason))
+    if direction is Direction.OUTBOUND:
+        candidates += [(a, r) for a, r, kind in _sending_actions(findings)
+                       if not allowed or kind == HOLD_TYPE]
     if allowed and not candidates:
         return Outcome(Action.ACCEPT, total, (f"allow list: {allowed[0].evidence}",))
     verdict = Action.most_severe([a for a, _ in candidates])
     reasons = tuple(r for a, r in candidates if a is verdict)
     return Outcome(verdict=verdict, score=total, reasons=reasons)
+
+
+def _sending_actions(findings: tuple[Finding, ...]) -> list[tuple[Action, str, str]]:
+    out = []
+    for f in findings:
+        wanted = dict(f.details).get("action") if f.type in SENDING_TYPES else None
+        if wanted and wanted != "none":
+            what = "sender held" if f.type == HOLD_TYPE else "sending anomaly, high confidence"
+            out.append((Action.parse(wanted), f"{what}: {f.evidence}", f.type))
+    return out
 
 
 def _threshold_actions(t: Thresholds, total: float) -> list[tuple[Action, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden.cli import main
-from mailwarden.training.sending.scenarios import write_scenario_mbox
+from mailwarden.training.sending.scenarios import NEGATIVE_KINDS, SPIKES, write_scenario_mbox
 
 from conftest import REPO
 
@@ -34,6 +34,8 @@ enabled = false
 enabled = true
 required = true
 report_above = 0.6
+# this test measures the per-message score; a sender hold would hold a victim's later real mail
+sender_hold = false
 [[policy.rules]]
 name = "anomaly"
 score = "sending_anomaly"
@@ -57,6 +59,7 @@ def test_replay_flags_injected_compromises(tmp_path: Path,
         scenario_of[f"{mbox}#{index}"] = item
     first_flag: dict[int, int] = {}
     positions: dict[int, int] = defaultdict(int)
+    kind_of: dict[int, str] = {}
     normal = flagged_normal = 0
     for record in records:
         item = scenario_of[record["source"]]
@@ -67,14 +70,19 @@ def test_replay_flags_injected_compromises(tmp_path: Path,
             flagged_normal += flagged
             continue
         positions[item.scenario] = max(positions[item.scenario], item.position)
+        kind_of[item.scenario] = item.kind
         if flagged and item.scenario not in first_flag:
             first_flag[item.scenario] = item.position
-    scenarios = set(positions)
-    assert len(scenarios) >= 5
+    newcomers = {s for s, k in kind_of.items() if k in NEGATIVE_KINDS}
+    assert newcomers and not newcomers & set(first_flag), first_flag  # new is not anomalous
+    scenarios = {s for s, k in kind_of.items() if k not in NEGATIVE_KINDS and k not in SPIKES}
+    assert len(scenarios) >= 4
     early = [s for s in scenarios if first_flag.get(s, 99) <= 10]
+    spikes = {kind_of[s]: first_flag.get(s) for s in kind_of if kind_of[s] in SPIKES}
     print(f"scenarios {len(scenarios)}, flagged within 10: {len(early)}, "
-          f"normal flagged {flagged_normal}/{normal}")
-    assert len(early) / len(scenarios) >= 0.9, (first_flag, positions)
+          f"normal flagged {flagged_normal}/{normal}, spikes first flagged at {spikes}")
+    assert len(early) == len(scenarios), (first_flag, kind_of)
+    assert spikes["rate_spike_10x"] is not None, spikes
     assert flagged_normal / normal <= 0.02, (flagged_normal, normal)
     finding = next(f for r in records for f in r["findings"] if f["type"] == "sending_anomaly")
     assert "@" not in finding["evidence"]  # counts and baselines, never addresses

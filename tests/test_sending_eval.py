@@ -20,7 +20,14 @@ from mailwarden.message import Envelope, Message, addresses
 from mailwarden.options import Options
 from mailwarden.training.sending.data import events_from_mail, synthetic_history
 from mailwarden.training.sending.evaluate import add_evaluate_arguments, evaluate_from_args
-from mailwarden.training.sending.scenarios import KINDS, inject, write_mbox, write_scenario_mbox
+from mailwarden.training.sending.scenarios import (
+    KINDS,
+    NEGATIVE_KINDS,
+    SPIKES,
+    inject,
+    write_mbox,
+    write_scenario_mbox,
+)
 from mailwarden.training.sending.train import add_train_arguments, train_from_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +58,10 @@ def test_inject_places_every_kind_after_the_split(events: list[SendEvent]) -> No
         positions = sorted(h.position for h in injected if h.scenario == sid)
         assert positions == list(range(1, len(positions) + 1))
     senders_before = Counter(e.sender for e in events if e.at < split)
-    assert all(senders_before[h.event.sender] >= 20 for h in injected)
+    victims = [h for h in injected if h.kind not in NEGATIVE_KINDS]
+    assert all(senders_before[h.event.sender] >= 20 for h in victims)
+    newcomers = [h for h in injected if h.kind in NEGATIVE_KINDS]
+    assert newcomers and all(senders_before[h.event.sender] == 0 for h in newcomers)
 
 
 def test_mbox_round_trip_keeps_what_the_features_use(tmp_path: Path,
@@ -73,7 +83,9 @@ def test_mbox_round_trip_keeps_what_the_features_use(tmp_path: Path,
 def test_replay_of_an_injected_history_flags_the_scenarios(tmp_path: Path) -> None:
     history = write_scenario_mbox(tmp_path / "replay.mbox", seed=5, per_kind=2)
     context = DetectorContext(REPO / "models", tmp_path / "state", run_mode="replay")
-    det = registrations()["sending"].factory(Options({}, "detectors.sending"), context)
+    # per-message scores: a sender hold would hold (count) every later message of a victim
+    det = registrations()["sending"].factory(Options({"sender_hold": False},
+                                                     "detectors.sending"), context)
     messages = []
     for raw in iter_sources([tmp_path / "replay.mbox"]):  # what `mailwarden replay` does
         m = Message(Envelope("", "", ()), raw.data, len(raw.data))
@@ -94,9 +106,14 @@ def test_replay_of_an_injected_history_flags_the_scenarios(tmp_path: Path) -> No
         _kind, sid, pos = label.split()
         if result.findings:
             first_flag.setdefault(sid, int(pos))
-    scenarios = {h.scenario for h in history if h.kind}
+    scenarios = {h.scenario for h in history if h.kind and h.kind not in NEGATIVE_KINDS
+                 and h.kind not in SPIKES}
+    newcomers = {str(h.scenario) for h in history if h.kind in NEGATIVE_KINDS}
+    assert newcomers and not newcomers & set(first_flag)  # new senders' bursts pass
     within = sum(1 for sid in scenarios if first_flag.get(str(sid), 99) <= 10)
-    assert within >= 0.8 * len(scenarios)
+    assert within >= 0.9 * len(scenarios)
+    spikes = {str(h.scenario) for h in history if h.kind == "rate_spike_10x"}
+    assert spikes <= set(first_flag), first_flag  # the 10x spikes are flagged (not all by 10)
     assert false_pos <= 0.02 * normal
 
 
@@ -137,8 +154,12 @@ def test_train_and_evaluate_hooks(tmp_path: Path, events: list[SendEvent]) -> No
     report = evaluate_from_args(args, tmp_path / "models", tmp_path / "report")
     results = report["sending"]["log.csv.gz"]  # type: ignore[index]
     written = json.loads((tmp_path / "report" / "sending-evaluation.json").read_text())
-    assert written["log.csv.gz"]["isolation_forest"]["scenarios"] == 2 * len(KINDS)
-    for name in ("isolation_forest", "shipped/isolation_forest"):
+    positives = len(KINDS) - len(NEGATIVE_KINDS)
+    assert written["log.csv.gz"]["isolation_forest"]["scenarios"] == 2 * positives
+    negatives = written["log.csv.gz"]["isolation_forest"]["negatives"]["new_sender_burst"]
+    assert negatives["scenarios"] == 2
+    for name in ("isolation_forest", "isolation_forest + tails",
+                 "shipped/isolation_forest + tails"):
         r = results[name]
         assert 0.5 < r["roc_auc"] <= 1.0
         assert 0.0 <= r["fp_rate"] <= 1.0 and r["real_messages"] > 0

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mailwarden.detectors.sending.features import (
-    FEATURES,
     IDX,
     FeatureConfig,
     SendEvent,
@@ -17,6 +16,7 @@ from mailwarden.detectors.sending.features import (
     learn,
     observe,
 )
+from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.profile import MAX_DOMAINS, MAX_RECIPIENTS, OrgPrior, Profile
 
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # a Monday
@@ -138,7 +138,7 @@ def test_unreadable_blob_gives_a_new_profile() -> None:
 
 @pytest.mark.parametrize("n", [0, 1, 3, 70])
 def test_binary_profile_layout_decodes_exactly_as_the_json_layout(n: int) -> None:
-    """MWS2 (binary) and MWS1 (JSON, what state files written earlier hold) decode to the same
+    """MWS3 (binary) and MWS1 (JSON, what state files written earlier hold) decode to the same
     profile, field by field, so scores do not move when the layout changes; both still read."""
     p = history(n)
     for i in range(n // 2):
@@ -147,11 +147,12 @@ def test_binary_profile_layout_decodes_exactly_as_the_json_layout(n: int) -> Non
         learn(p, e, observe(p, e, OrgPrior(), CFG))
     p.score = 0.123456789
     binary, text = p.encode(), p.encode_json()
-    assert binary[:4] == b"MWS2" and text[:4] == b"MWS1"
+    assert binary[:4] == b"MWS3" and text[:4] == b"MWS1"
     from_binary, from_text = Profile.decode(binary), Profile.decode(text)
     assert from_binary == from_text
     assert from_binary.score == 0.1235 and from_binary.n == p.n
-    assert (len(from_binary.stats), len(from_binary.rcpts)) == (6 if n else 0, len(p.rcpts))
+    assert (len(from_binary.stats), len(from_binary.rcpts)) == (len(p.stats), len(p.rcpts))
+    assert len(p.stats) == (14 if n else 0)  # 6 EWMA pairs + the baseline's buckets and peaks
     # what the detector does next with either is the same, to the bit
     e = ev(T0 + 40 * 86400, ("new@else.example",))
     assert np.array_equal(observe(from_binary, e, OrgPrior(), CFG).vector,

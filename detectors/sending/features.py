@@ -20,6 +20,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import Array
+from mailwarden.detectors.sending.baseline import (
+    Activity,
+    Baseline,
+    baseline,
+    deviations,
+    fold,
+    span_rate,
+)
 from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.profile import (
     HIST_DECAY,
@@ -111,6 +119,9 @@ class Observation:
     weekday: int
     recipient_hashes: tuple[int, ...]
     domain_hashes: tuple[int, ...]
+    activity: Activity
+    base: Baseline
+    dev: Array  # per-behaviour deviations from the baseline (sending_baseline.BEHAVIOURS)
 
 
 def _count_since(times: list[int], since: float) -> int:
@@ -145,8 +156,14 @@ def observe(p: Profile, ev: SendEvent, prior: OrgPrior, cfg: FeatureConfig) -> O
     w = p.n / (p.n + prior.weight)
     ph = prior.human if len(prior.human) == len(FEATURES) else (0.0,) * len(FEATURES)
     c1m, c10m, c1h, c1d = (1 + _count_since(p.times, t - s) for s in (60, 600, 3600, 86400))
-    recent = {k for k, (_f, last) in p.rcpts.items() if last >= t - 3600}
+    recent: set[int] = set()
+    fresh = 0
+    for k, (first, last) in p.rcpts.items():
+        if last >= t - 3600:
+            recent.add(k)
+            fresh += first >= t - 3600
     d1h = len(recent | set(rh))
+    n1h = fresh + sum(1 for h in rh if h not in p.rcpts)
     young = t - YOUNG_SECONDS
     new_r = sum(1 for h in rh if p.rcpts.get(h, (t, t))[0] >= young) / n_r
     new_d_list = [h for h in dh if h not in p.domains]
@@ -187,8 +204,12 @@ def observe(p: Profile, ev: SendEvent, prior: OrgPrior, cfg: FeatureConfig) -> O
              new_r, new_d, float(nd10), ext, web, 100.0 * p_hour, 100.0 * p_wday,
              float(ev.size), float(ev.attach_bytes), is_new)
     own = p.human if len(p.human) == len(FEATURES) else ph
-    baseline = tuple(_blend(o, q, w) for o, q in zip(own, ph, strict=True))
-    return Observation(vector, human, baseline, hour, wday, rh, dh)
+    usual = tuple(_blend(o, q, w) for o, q in zip(own, ph, strict=True))
+    act = Activity(float(c1h), float(c1d), float(d1h), float(n1h), float(c10m),
+                   span_rate(p.times, t))
+    base = baseline(p, prior, t)
+    dev = deviations(act, base, float(vector[IDX["hour_rarity"]]), new_r)
+    return Observation(vector, human, usual, hour, wday, rh, dh, act, base, dev)
 
 
 def learn(p: Profile, ev: SendEvent, obs: Observation) -> None:
@@ -210,6 +231,7 @@ def learn(p: Profile, ev: SendEvent, obs: Observation) -> None:
     _touch_all(p.domains, obs.domain_hashes, t, MAX_DOMAINS)
     bisect.insort(p.times, t)
     del p.times[:-TIMES_KEPT]
+    fold(p, t, obs.activity)
     p.n += 1
     p.last = max(p.last, float(t))
 

@@ -27,7 +27,11 @@ MAX_RECIPIENTS = 256
 MAX_DOMAINS = 64
 ALPHA_MIN = 0.02  # EWMA memory of roughly the last 50 messages
 HIST_DECAY = 0.998  # hour/weekday histograms remember roughly the last 500 messages
-STAT_KEYS = ("lsize", "latt", "lrcpt", "lc1h", "lc1d", "newthread")
+# The first six are EWMA (mean, var) pairs; the rest are pairs kept by
+# mailwarden.detectors.sending.baseline (hour/day buckets, decayed peaks, first-seen, hold state).
+STAT_KEYS = ("lsize", "latt", "lrcpt", "lc1h", "lc1d", "newthread",
+             "bh", "bh2", "bd", "pk", "pk2", "first", "hold", "hits", "pk3", "bh3")
+_EWMA_KEYS = frozenset(STAT_KEYS[:6])
 _MAGIC = b"MWS1"  # JSON metadata (read only: files written before MWS2 stay readable)
 _HEADER = struct.Struct("<4sIHHH")
 # MWS2: magic, n, last, score, times, recipients, domains, human values, stat keys present (bits
@@ -36,6 +40,9 @@ _HEADER = struct.Struct("<4sIHHH")
 # rounded them, so a profile decodes to exactly what its MWS1 blob decoded to.
 _MAGIC2 = b"MWS2"
 _HEADER2 = struct.Struct("<4sIddHHHHB")
+# MWS3: MWS2 with a 16-bit stat-key mask (more keys); what encode() writes.
+_MAGIC3 = b"MWS3"
+_HEADER3 = struct.Struct("<4sIddHHHHH")
 
 
 def hash32(text: str) -> int:
@@ -94,7 +101,7 @@ class Profile:
             floats += stats[key]
         floats += human
         mask = sum(1 << STAT_KEYS.index(k) for k in keys)
-        head = _HEADER2.pack(_MAGIC2, self.n, self.last, score, len(self.times),
+        head = _HEADER3.pack(_MAGIC3, self.n, self.last, score, len(self.times),
                              len(self.rcpts), len(self.domains), len(human), mask)
         return head + struct.pack(f"<{len(floats)}d", *floats) + self._tables()
 
@@ -111,7 +118,8 @@ class Profile:
                                list[float], float]:
         """Hours, weekdays, stats, human values and score as both layouts store them (rounded)."""
         return ([round(v, 3) for v in self.hours], [round(v, 3) for v in self.wdays],
-                {k: (round(m, 5), round(v, 5)) for k, (m, v) in self.stats.items()},
+                {k: (round(m, 5), round(v, 5)) if k in _EWMA_KEYS else (m, v)
+                 for k, (m, v) in self.stats.items()},
                 [round(v, 4) for v in self.human], round(self.score, 4))
 
     def _tables(self) -> bytes:
@@ -125,8 +133,10 @@ class Profile:
         if not blob or len(blob) < _HEADER.size:
             return cls()
         try:
+            if blob.startswith(_MAGIC3):
+                return cls._decode2(blob, _HEADER3)
             if blob.startswith(_MAGIC2):
-                return cls._decode2(blob)
+                return cls._decode2(blob, _HEADER2)
             if blob.startswith(_MAGIC):
                 return cls._decode(blob)
         except (ValueError, KeyError, TypeError, struct.error):
@@ -134,11 +144,11 @@ class Profile:
         return cls()
 
     @classmethod
-    def _decode2(cls, blob: bytes) -> Profile:
-        _magic, n, last, score, n_times, n_rc, n_dm, n_human, mask = _HEADER2.unpack_from(blob)
+    def _decode2(cls, blob: bytes, header: struct.Struct) -> Profile:
+        _magic, n, last, score, n_times, n_rc, n_dm, n_human, mask = header.unpack_from(blob)
         keys = [k for i, k in enumerate(STAT_KEYS) if mask >> i & 1]
         n_floats = 31 + 2 * len(keys) + n_human
-        pos = _HEADER2.size
+        pos = header.size
         floats = struct.unpack_from(f"<{n_floats}d", blob, pos)
         pos += 8 * n_floats
         if len(blob) != pos + 4 * (n_times + 3 * (n_rc + n_dm)):
@@ -193,11 +203,17 @@ class OrgPrior:
     stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     human: tuple[float, ...] = ()
     weight: float = 10.0
+    # What is normal for a new sender of this organisation: high percentiles of messages in 1 h,
+    # in 24 h, distinct and new recipients in 1 h, in 10 min and per hour over 10 messages, of
+    # the messages of senders still learning. A sender is compared with these until its own
+    # baseline is trusted.
+    new_peaks: tuple[float, ...] = (0.0,) * 6
 
     def as_json(self) -> dict[str, Any]:
         return {
             "hours": list(self.hours), "wdays": list(self.wdays), "weight": self.weight,
             "stats": {k: list(v) for k, v in self.stats.items()}, "human": list(self.human),
+            "new_peaks": list(self.new_peaks),
         }
 
     @classmethod
@@ -208,6 +224,7 @@ class OrgPrior:
             stats={k: (float(v[0]), float(v[1])) for k, v in data["stats"].items()},
             human=tuple(float(v) for v in data["human"]),
             weight=float(data.get("weight", 10.0)),
+            new_peaks=tuple(float(v) for v in data.get("new_peaks", (0.0,) * 6)),
         )
 
     @classmethod
@@ -222,7 +239,7 @@ class OrgPrior:
         wdays = np.sum([np.array(p.wdays) / max(sum(p.wdays), 1e-9) * c for p, c in zip(used, w,
                         strict=True)], axis=0) / w.sum()
         stats: dict[str, tuple[float, float]] = {}
-        for key in STAT_KEYS:
+        for key in STAT_KEYS[:6]:
             rows = [(p.stats[key], c) for p, c in zip(used, w, strict=True) if key in p.stats]
             total = sum(c for _, c in rows) or 1.0
             mean = sum(m * c for (m, _), c in rows) / total

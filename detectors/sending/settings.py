@@ -17,11 +17,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mailwarden.detectors.base import DetectorContext, DetectorUnavailable
 from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Bundle, load_bundle
 from mailwarden.detectors.sending.features import WEBMAIL_DOMAINS, FeatureConfig
+from mailwarden.detectors.sending.hold import HoldPolicy
+from mailwarden.detectors.sending.holds import HoldRegistry, MemoryHolds, RedisHolds, SqliteHolds
 from mailwarden.detectors.sending.names import FEATURES
 from mailwarden.detectors.sending.state import MemoryStore, NullStore, StateStore, StoreUnavailable
 from mailwarden.options import Options
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# What a high-confidence anomaly or a sender hold asks the policy for ("none": headers only).
+ACTIONS = ("none", "quarantine", "tempfail", "reject")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,10 @@ class Settings:
     retention_days: float
     max_senders: int
     report_above: float
-    weight: float
+    high_above: float
+    on_high_confidence: str
+    on_sender_hold: str
+    hold: HoldPolicy
     features: FeatureConfig
     retry_seconds: float
     retry_max_seconds: float
@@ -72,7 +79,10 @@ def read_settings(options: Options, context: DetectorContext) -> Settings:
         retention_days=options.get_number("retention_days", 90.0, minimum=1.0),
         max_senders=options.get_int("max_senders", 200_000, minimum=10),
         report_above=0.6 if report_above is None else report_above,
-        weight=options.get_number("weight", 6.0, minimum=0.0),
+        high_above=_share(options, "high_confidence_above", 0.98),
+        on_high_confidence=options.get_str("on_high_confidence", "quarantine", ACTIONS),
+        on_sender_hold=options.get_str("on_sender_hold", "quarantine", ACTIONS),
+        hold=_hold_policy(options),
         features=features,
         retry_seconds=options.get_number("store_retry_seconds", 1.0, minimum=0.0),
         retry_max_seconds=options.get_number("store_retry_max_seconds", 30.0, minimum=0.0),
@@ -80,6 +90,42 @@ def read_settings(options: Options, context: DetectorContext) -> Settings:
     )
     options.finish()
     return settings
+
+
+def _hold_policy(options: Options) -> HoldPolicy:
+    return HoldPolicy(
+        enabled=options.get_bool("sender_hold", True),
+        above=_share(options, "hold_above", 0.9),
+        count=_hold_count(options),
+        window=options.get_number("hold_window_seconds", 600.0, minimum=1.0),
+        extreme=_share(options, "hold_extreme_above", 0.999),
+    )
+
+
+def _share(options: Options, key: str, default: float) -> float:
+    value = options.get_float(key, default, minimum=0.0, maximum=1.0)
+    return default if value is None else value
+
+
+def _hold_count(options: Options) -> int:
+    count = options.get_int("hold_count", 3, minimum=1)
+    if count > 3:
+        raise options.error("hold_count", "at most 3 (messages within hold_window_seconds)")
+    return count
+
+
+def open_holds(settings: Settings, context: DetectorContext) -> HoldRegistry | None:
+    """Where sender holds are listed: next to the state (None when stateless)."""
+    if context.run_mode == "score":
+        return None
+    if context.run_mode == "replay":
+        return MemoryHolds()
+    try:
+        if settings.store == "redis":
+            return RedisHolds(settings.redis_url, settings.redis_prefix, settings.redis_timeout)
+        return SqliteHolds(settings.sqlite_path)
+    except StoreUnavailable as exc:
+        raise DetectorUnavailable(str(exc)) from exc
 
 
 def open_bundle(settings: Settings) -> Bundle:

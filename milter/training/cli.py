@@ -20,15 +20,16 @@ from mailwarden.training.content import train as content_train
 from mailwarden.training.sending import evaluate as sending_eval
 from mailwarden.training.sending import train as sending_train
 
-# (module, sub-directory of --out it writes into; the sending trainer adds "sending" itself)
-TRAINERS = ((content_train, "content"), (sending_train, ""))
-EVALUATORS = (content_eval, sending_eval)
+# (key in the printed summary, module, sub-directory of --out it writes into; the sending trainer
+# adds "sending" itself)
+TRAINERS = (("content_train", content_train, "content"), ("sending_train", sending_train, ""))
+EVALUATORS = (("content_eval", content_eval), ("sending_eval", sending_eval))
 
 
 def add_parser(sub: Any) -> None:
     train = sub.add_parser("train", help="train models from corpora (writes portable artefacts)")
     train.add_argument("--out", type=Path, default=Path("models"), help="model directory")
-    for module, _ in TRAINERS:
+    for _, module, _ in TRAINERS:
         module.add_train_arguments(train)
     train.set_defaults(func=cmd_train)
 
@@ -36,20 +37,19 @@ def add_parser(sub: Any) -> None:
     evaluate.add_argument("--models", type=Path, default=Path("models"), help="model directory")
     evaluate.add_argument("--report", type=Path, default=Path("docs/evaluation"),
                           help="report directory")
-    for module in EVALUATORS:
+    for _, module in EVALUATORS:
         module.add_evaluate_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    summary = {m.__name__.rsplit(".", 1)[-1]: m.train_from_args(args, args.out / sub)
-               for m, sub in TRAINERS}
+    summary = {key: m.train_from_args(args, args.out / sub) for key, m, sub in TRAINERS}
     return _finish(summary, "nothing to train: give corpora (--ham/--spam/... or --sending)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    summary = {m.__name__.rsplit(".", 1)[-1]: m.evaluate_from_args(args, args.models, args.report)
-               for m in EVALUATORS}
+    summary = {key: m.evaluate_from_args(args, args.models, args.report)
+               for key, m in EVALUATORS}
     return _finish(summary, "nothing to evaluate: give corpora (--ham/--spam/... or --sending)")
 
 

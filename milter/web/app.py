@@ -17,7 +17,6 @@ from flask import (
     Blueprint,
     Flask,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -28,10 +27,12 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailwarden.config import Config, WebConfig
-from mailwarden.quarantine.sink import QuarantineSettings, read_settings
+from mailwarden.config import Config
+from mailwarden.quarantine.sink import read_settings
+from mailwarden.web import views, views_links, views_more
 from mailwarden.web.accounts import Accounts
 from mailwarden.web.backend import Backend
+from mailwarden.web.context import ext
 from mailwarden.web.security import LoginLimiter, Sessions, client_address, security_headers
 
 log = logging.getLogger("mailwarden.web")
@@ -58,8 +59,6 @@ def create_app(config: Config, backend: Backend, accounts: Accounts, key: bytes)
         mw_accounts=accounts, mw_key=key,
         mw_sessions=Sessions(accounts, web.idle_timeout_seconds, web.session_max_seconds),
         mw_limiter=LoginLimiter(web.login_attempts, web.login_window_seconds))
-    from mailwarden.web import views, views_links, views_more
-
     for blueprint in (auth, views.bp, views_links.bp, views_more.bp):
         app.register_blueprint(blueprint)
     app.after_request(security_headers)
@@ -69,18 +68,6 @@ def create_app(config: Config, backend: Backend, accounts: Accounts, key: bytes)
         app.register_error_handler(status, _error)
     app.context_processor(_template_globals)
     return app
-
-
-def ext(name: str) -> Any:
-    return current_app.extensions[f"mw_{name}"]
-
-
-def web_config() -> WebConfig:
-    return ext("web")  # type: ignore[no-any-return]
-
-
-def quarantine_settings() -> QuarantineSettings:
-    return ext("settings")  # type: ignore[no-any-return]
 
 
 def _cross_site_refused() -> None:

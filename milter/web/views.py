@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from mailwarden.web.app import ext, web_config
 from mailwarden.web.backend import BackendError
+from mailwarden.web.context import ext, web_config
 from mailwarden.web.security import has_role, login_required, require_role
 
 log = logging.getLogger("mailwarden.web")

@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from mailwarden.web.app import ext, web_config
 from mailwarden.web.backend import BackendError
+from mailwarden.web.context import ext, web_config
 from mailwarden.web.links import LinkError, read_token
 from mailwarden.web.security import login_required
 from mailwarden.web.views import ACTIONS, high_severity, item_or_404, may_act, perform

@@ -35,9 +35,9 @@ from mailwarden.report import page as report
 from mailwarden.report.rows import read_rows
 from mailwarden.sinks.audit import read_settings as audit_settings
 from mailwarden.web.accounts import ROLES, AccountError
-from mailwarden.web.app import ext
 from mailwarden.web.backend import BackendError
 from mailwarden.web.charts import verdict_chart
+from mailwarden.web.context import ext
 from mailwarden.web.security import login_required, require_role
 
 log = logging.getLogger("mailwarden.web")

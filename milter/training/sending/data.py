@@ -116,12 +116,16 @@ def events_from_mail(paths: Iterable[str | Path]) -> list[SendEvent]:
 
 
 def load_events(paths: Iterable[str | Path], seed: int = 0) -> list[SendEvent]:
-    """CSV sending logs and mail sources together, in time order."""
+    """CSV sending logs, audit logs (``*.jsonl``) and mail sources together, in time order."""
     events: list[SendEvent] = []
     mail: list[Path] = []
+    from mailwarden.training.sending.audit import events_from_audit, is_audit_log
+
     for path in map(Path, paths):
         if path.name.endswith((".csv", ".csv.gz")):
             events.extend(enrich_log(load_log(path), seed, domain=f"{_stem(path)}.example"))
+        elif is_audit_log(path):  # the installation's own audit log (mailwarden.sinks.audit)
+            events.extend(events_from_audit(path))
         else:
             mail.append(path)
     if mail:

@@ -6,7 +6,7 @@ trains the four models and the later part, with seeded scenarios injected by
 (scenario messages against real ones), the share of real messages flagged (false-positive rate), and
 per scenario the detection delay (position of the first flagged message). The shipped model in
 ``model_dir`` is measured on the same data. ``evaluate_from_args`` is the ``evaluate`` command's
-hook; ``python -m mailwarden.training.sending.evaluate --suite report`` reproduces
+hook; ``python -m mailwarden.training.sending.suite --suite report`` reproduces
 ``docs/sending-evaluation.md``.
 """
 
@@ -14,58 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import MODEL_KINDS, Array, Scorer, load_bundle
-from mailwarden.detectors.sending.features import FeatureConfig, SendEvent
+from mailwarden.detectors.sending.detector import LEARNING_MODEL
 from mailwarden.detectors.sending.profile import OrgPrior
-from mailwarden.training.sending.scenarios import KINDS, Labeled, inject
-from mailwarden.training.sending.train import DEFAULT_SEED, build_prior, replay_features
+from mailwarden.detectors.sending.tails import HALF, Tails
+from mailwarden.training.sending.runs import Run, prepare
+from mailwarden.training.sending.scenarios import KINDS, NEGATIVE_KINDS
+from mailwarden.training.sending.train import DEFAULT_SEED
 
 THRESHOLD = 0.6
 DELAY_LIMIT = 10
-
-
-@dataclass
-class Run:
-    """One history prepared for evaluation: features of every message, labels, split."""
-
-    name: str
-    config: FeatureConfig
-    labeled: list[Labeled]
-    x: Array
-    train: Array
-    kind: Array
-    scenario: Array
-    position: Array
-
-    @property
-    def test(self) -> Array:
-        return ~self.train
-
-    def features_with(self, prior: OrgPrior, config: FeatureConfig) -> Array:
-        return replay_features((item.event for item in self.labeled), prior, config)
-
-
-def prepare(name: str, events: Sequence[SendEvent], timezone: str, seed: int,
-            per_kind: int = 10, train_fraction: float = 0.7) -> Run:
-    config = FeatureConfig(timezone=timezone)
-    split_at = events[int(len(events) * train_fraction)].at
-    history = [e for e in events if e.at < split_at]
-    prior = build_prior(history, config)
-    labeled = inject(list(events), seed, split_at, per_kind, timezone)
-    x = replay_features((item.event for item in labeled), prior, config)
-    return Run(name, config, labeled, x,
-               np.array([item.event.at < split_at for item in labeled]),
-               np.array([item.kind for item in labeled]),
-               np.array([item.scenario for item in labeled]),
-               np.array([item.position for item in labeled]))
 
 
 def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str, Any]:
@@ -73,21 +36,27 @@ def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str,
     from sklearn.metrics import roc_auc_score
 
     kind, scen, pos = run.kind[run.test], run.scenario[run.test], run.position[run.test]
-    y = kind != ""
+    after = run.after[run.test]
+    negative = np.isin(kind, NEGATIVE_KINDS) | after
+    y = (kind != "") & ~negative
     flag = anomaly > threshold
-    tp, fp = int((flag & y).sum()), int((flag & ~y).sum())
-    delays: dict[str, list[int]] = {k: [] for k in KINDS}
+    tp, fp = int((flag & y).sum()), int((flag & ~y & ~negative).sum())
+    delays: dict[str, list[int]] = {k: [] for k in KINDS if k not in NEGATIVE_KINDS}
     for sid in np.unique(scen[y]):
         mask = scen == sid
         hits = pos[mask][flag[mask]]
         delays[str(kind[mask][0])].append(int(hits.min()) if hits.size else 10**6)
     every = [d for ds in delays.values() for d in ds]
+    real = ~y & ~negative
     return {
-        "roc_auc": float(roc_auc_score(y, anomaly)),
-        "accuracy": float((flag == y).mean()),
-        "balanced_accuracy": float((flag[y].mean() + (~flag[~y]).mean()) / 2),
+        "roc_auc": float(roc_auc_score(y[~negative], anomaly[~negative])),
+        "accuracy": float((flag == y)[~negative].mean()),
+        "balanced_accuracy": float((flag[y].mean() + (~flag[real]).mean()) / 2),
         "precision": tp / max(tp + fp, 1), "recall": float(flag[y].mean()),
-        "fp_rate": float(flag[~y].mean()), "real_messages": int((~y).sum()),
+        "fp_rate": float(flag[real].mean()), "real_messages": int(real.sum()),
+        "negatives": _negatives(kind, scen, flag, np.isin(kind, NEGATIVE_KINDS)),
+        "fp_rate_after_scenario": float(flag[after].mean()) if after.any() else 0.0,
+        "messages_after_scenario": int(after.sum()),
         "scenario_messages": int(y.sum()), "scenarios": len(every),
         "detected_within_10": float(np.mean([d <= DELAY_LIMIT for d in every])),
         "median_delay": _median_delay(every),
@@ -96,26 +65,61 @@ def metrics(run: Run, anomaly: Array, threshold: float = THRESHOLD) -> dict[str,
     }
 
 
+def _negatives(kind: Array, scen: Array, flag: Array, negative: Array) -> dict[str, Any]:
+    """Per negative kind: scenarios with any message flagged, and the messages flagged."""
+    out: dict[str, Any] = {}
+    for name in NEGATIVE_KINDS:
+        mask = negative & (kind == name)
+        ids = np.unique(scen[mask])
+        if ids.size:
+            out[name] = {"scenarios": int(ids.size),
+                         "scenarios_flagged": int(sum(flag[mask & (scen == i)].any() for i in ids)),
+                         "messages": int(mask.sum()), "messages_flagged": int(flag[mask].sum())}
+    return out
+
+
 def _median_delay(delays: list[int]) -> float | None:
     found = [d for d in delays if d < 10**6]
     return float(np.median(found)) if found else None
 
 
-def evaluate_run(run: Run, kinds: tuple[str, ...], seed: int,
-                 shipped: Path | None = None) -> tuple[dict[str, Any], dict[str, Array]]:
+def evaluate_run(run: Run, kinds: tuple[str, ...], seed: int, shipped: Path | None = None,
+                 half: float = HALF) -> tuple[dict[str, Any], dict[str, Array]]:
     """Metrics per model (trained here, plus ``shipped/<kind>``) and their test scores."""
     from mailwarden.training.sending.fit import fit_scorers
 
     scorers: dict[str, Scorer] = fit_scorers(run.x[run.train], kinds, seed)
-    scores = {kind: s.score(run.x[run.test]) for kind, s in scorers.items()}
+    tails = Tails.fit(run.dev[run.train], half)
+    tail = tails.score(run.dev[run.test], ~run.trusted[run.test])[0]
+    trusted = run.trusted[run.test]
+    scores = {f"{kind} + tails": combine(s.score(run.x[run.test]), tail, trusted)
+              for kind, s in scorers.items()}
+    scores.update({kind: s.score(run.x[run.test]) for kind, s in scorers.items()})
+    scores["tails alone"] = tail
     bare = fit_scorers(run.x[run.train], ("isolation_forest",), seed, guard=0.0)
     scores["isolation_forest (no range term)"] = bare["isolation_forest"].score(run.x[run.test])
     if shipped is not None and (shipped / "manifest.json").exists():
-        bundle = load_bundle(shipped, kinds)
-        x = run.features_with(OrgPrior.from_json(bundle.manifest["prior"]), run.config)
-        for kind, s in bundle.scorers.items():
-            scores[f"shipped/{kind}"] = s.score(x[run.test])
+        scores.update(shipped_scores(run, shipped, kinds))
     return {name: metrics(run, a) for name, a in scores.items()}, scores
+
+
+def combine(model: Array, tail: Array, trusted: Array) -> Array:
+    """What the detector reports (:func:`mailwarden.detectors.sending.detector.combined`),
+    vectorised."""
+    return np.where(trusted, np.maximum(model, tail), np.maximum(tail, model * LEARNING_MODEL))
+
+
+def shipped_scores(run: Run, shipped: Path, kinds: tuple[str, ...]) -> dict[str, Array]:
+    """The shipped models (with the shipped tail model) on ``run``'s test part."""
+    bundle = load_bundle(shipped, kinds)
+    rows = run.rows_with(OrgPrior.from_json(bundle.manifest["prior"]), run.config)
+    raw_tails = bundle.manifest.get("tails")
+    tail = (Tails.from_json(raw_tails).score(rows.dev[run.test], ~rows.trusted[run.test])[0]
+            if raw_tails
+            else np.zeros(int(run.test.sum())))
+    trusted = rows.trusted[run.test]
+    return {f"shipped/{kind} + tails": combine(s.score(rows.x[run.test]), tail, trusted)
+            for kind, s in bundle.scorers.items()}
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,22 +171,3 @@ def write_report(report_dir: Path, results: dict[str, Any]) -> None:
     report_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=1, sort_keys=True)
     (report_dir / "sending-evaluation.json").write_text(text + "\n", "utf-8")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from mailwarden.training.sending.suite import run_suite
-
-    parser = argparse.ArgumentParser(prog="python -m mailwarden.training.sending.evaluate")
-    parser.add_argument("--suite", choices=("tune", "report"), required=True)
-    parser.add_argument("--corpora", type=Path, default=Path("/work/shared/corpora/sending"))
-    parser.add_argument("--models", type=Path, default=Path("models/sending"))
-    parser.add_argument("--report-dir", type=Path, required=True)
-    parser.add_argument("--figures", action="store_true")
-    args = parser.parse_args(argv)
-    summary = run_suite(args.suite, args.corpora, args.models, args.report_dir, args.figures)
-    print(summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import Array
 from mailwarden.detectors.sending.names import FEATURES
-from mailwarden.training.sending.evaluate import Run
+from mailwarden.training.sending.runs import Run
 from mailwarden.training.sending.scenarios import KINDS
 
 PAIR_FEATURES = ("msgs_1m", "recipients", "new_recipient_share", "hour_rarity",
@@ -41,7 +41,8 @@ def _sample(run: Run, limit: int = 1500, seed: int = 0) -> tuple[Array, Array]:
 
 
 def _legend_groups() -> list[tuple[str, str]]:
-    colours = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:green")
+    colours = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:green", "tab:olive",
+               "tab:cyan", "tab:blue")
     return [("", "lightgrey"), *zip(KINDS, colours, strict=True)]
 
 

@@ -1,11 +1,15 @@
 """Seeded compromise scenarios injected into a sending history, for evaluation and replay tests.
 
 Real sending logs hold no compromises, so evaluation (:mod:`mailwarden.training.sending.evaluate`)
-takes a history, keeps its earlier part for training, and injects into the later part scenarios of
-five kinds against senders with an established history: a burst to new external recipients,
-night-time exfiltration of large attachments to one new webmail address, blasts to hundreds of
-recipients, unusual-hour mail to strangers, and a rate spike to the usual contacts. Every injected
-message carries its scenario's kind, id and position, so detection delay can be measured.
+takes a history, keeps its earlier part for training, and injects into the later part scenarios
+against senders with an established history: a burst to new external recipients, night-time
+exfiltration of large attachments to one new webmail address, blasts to hundreds of recipients
+(fan-out), mail at the sender's dead hour to colleagues never written to, and rate spikes at 3, 5
+and 10 times the sender's own peak hourly count (95th percentile of its active hours before the
+split), evenly spread, to its usual recipients, starting at its usual hours. One more kind is a
+*negative*: a sender never seen before sends an ordinary burst (8 messages, 1, 5, 20 or 30 s apart,
+to three colleagues at working hours), which must not be flagged (``NEGATIVE_KINDS``). Every
+injected message carries its scenario's kind, id and position, so detection delay can be measured.
 :func:`write_mbox` writes any such history as an mbox (headers Date/From/To/Cc, Message-ID,
 In-Reply-To for replies, a base64 attachment of about the stated size), which the ``replay`` command
 reads back in Date order.
@@ -28,7 +32,9 @@ from mailwarden.detectors.sending.features import SendEvent
 from mailwarden.training.sending.data import WEBMAIL_POOL
 
 KINDS = ("burst_new_external", "night_exfil_webmail", "blast", "odd_hour_strangers",
-         "rate_spike_usual")
+         "rate_spike_3x", "rate_spike_5x", "rate_spike_10x", "new_sender_burst")
+NEGATIVE_KINDS = ("new_sender_burst",)  # injected, but ordinary: must not be flagged
+SPIKES = {"rate_spike_3x": 3.0, "rate_spike_5x": 5.0, "rate_spike_10x": 10.0}
 MIN_HISTORY = 20
 
 
@@ -45,20 +51,36 @@ class _Victim:
     address: str
     contacts: list[str]
     hours: Counter[int]
+    peak: float  # 95th percentile of messages per active hour before the split
+    colleagues: list[str]  # addresses at the sender's domain seen anywhere before the split
 
 
 def _victims(events: list[SendEvent], split_at: float, tz: ZoneInfo) -> list[_Victim]:
     counts: Counter[str] = Counter()
     contacts: dict[str, dict[str, None]] = {}
     hours: dict[str, Counter[int]] = {}
+    per_hour: dict[str, Counter[int]] = {}
+    seen: dict[str, None] = {}
     for ev in events:
         if ev.at >= split_at:
             break
         counts[ev.sender] += 1
         contacts.setdefault(ev.sender, {}).update(dict.fromkeys(ev.recipients))
         hours.setdefault(ev.sender, Counter())[datetime.fromtimestamp(ev.at, tz).hour] += 1
+        per_hour.setdefault(ev.sender, Counter())[int(ev.at // 3600)] += 1
+        seen.update(dict.fromkeys((ev.sender, *ev.recipients)))
     chosen = sorted(s for s, n in counts.items() if n >= MIN_HISTORY)
-    return [_Victim(s, list(contacts[s]), hours[s]) for s in chosen]
+    return [_Victim(s, list(contacts[s]), hours[s], _p95(per_hour[s].values()),
+                    [a for a in seen if _domain(a) == _domain(s) and a != s]) for s in chosen]
+
+
+def _p95(values: Iterable[int]) -> float:
+    ordered = sorted(values)
+    return float(max(1, ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]))
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2]
 
 
 def _fresh(rng: random.Random, webmail: bool = False) -> str:
@@ -92,17 +114,63 @@ def _messages(kind: str, v: _Victim, start: float, rng: random.Random,
             known = rng.sample(v.contacts, min(len(v.contacts), n // 3))
             out.append(ev(at, known + [_fresh(rng) for _ in range(n - len(known))], 20000))
     elif kind == "odd_hour_strangers":
-        rare = min(range(24), key=lambda h: (v.hours[h], rng.random()))
-        at = _at_hour(start, rare + rng.random() * 0.5, tz)
-        for _ in range(10):
-            at += rng.uniform(120, 600)
-            out.append(ev(at, [_fresh(rng, webmail=rng.random() < 0.5)], 9000))
-    elif kind == "rate_spike_usual":
-        for _ in range(40):
-            at += rng.uniform(2, 12)
-            out.append(ev(at, rng.sample(v.contacts, min(2, len(v.contacts))), 12000))
+        out = _strangers(v, start, rng, tz)
+    elif kind in SPIKES:
+        out = _spike(v, SPIKES[kind], start, rng, tz)
+    elif kind == "new_sender_burst":
+        out = _newcomer(v, start, rng, tz)
     else:
         raise ValueError(f"unknown scenario kind {kind!r}")
+    return out
+
+
+def _strangers(v: _Victim, start: float, rng: random.Random, tz: ZoneInfo) -> list[SendEvent]:
+    """Mail at the sender's dead hour to colleagues (inside the organisation) never written to."""
+    known = set(v.contacts)
+    strangers = [a for a in v.colleagues if a not in known]
+    rng.shuffle(strangers)
+    rare = min(range(24), key=lambda h: (v.hours[h], rng.random()))
+    at = _at_hour(start, rare + rng.random() * 0.5, tz)
+    out = []
+    for i in range(10):
+        at += rng.uniform(120, 600)
+        fresh = f"x{rng.randrange(10**8)}@{_domain(v.address)}"
+        rcpt = strangers[i] if i < len(strangers) else fresh
+        out.append(SendEvent(at, v.address, (rcpt,), 9000, 0, False))
+    return out
+
+
+def _usual_hour(v: _Victim, rng: random.Random) -> int:
+    hours = [h for h, _n in v.hours.most_common(6)]
+    return rng.choice(hours)
+
+
+def _spike(v: _Victim, factor: float, start: float, rng: random.Random,
+           tz: ZoneInfo) -> list[SendEvent]:
+    """``factor`` x the sender's peak hourly count, evenly spread, usual recipients and hours."""
+    gap = 3600.0 / (factor * v.peak)
+    at = _at_hour(start, _usual_hour(v, rng) + rng.random() * 0.5, tz)
+    out = []
+    for _ in range(40):
+        at += gap * rng.uniform(0.8, 1.2)
+        out.append(SendEvent(at, v.address, tuple(rng.sample(v.contacts, min(2, len(
+            v.contacts)))), 12000, 0, rng.random() < 0.5))
+    return out
+
+
+def _newcomer(v: _Victim, start: float, rng: random.Random, tz: ZoneInfo) -> list[SendEvent]:
+    """A sender never seen before, at the victim's domain: 8 ordinary messages to three
+    colleagues, 1, 5, 20 or 30 s apart (the catch-up bursts of issue 15)."""
+    address = f"new{rng.randrange(10**8)}@{_domain(v.address)}"
+    pool = v.colleagues or v.contacts
+    three = rng.sample(pool, min(3, len(pool)))
+    at = _at_hour(start, rng.uniform(9, 16), tz)
+    gap = rng.choice((1.0, 5.0, 20.0, 30.0))
+    out = []
+    for i in range(8):
+        at += gap * rng.uniform(0.8, 1.2)
+        out.append(SendEvent(at, address, (three[i % len(three)],),
+                             int(rng.uniform(3000, 40000)), 0, rng.random() < 0.3))
     return out
 
 
