@@ -162,7 +162,8 @@ class Metrics:
             namespace=NAMESPACE, registry=r)
         self.notify_events = Counter(
             "notify_events", "Held or refused messages seen by the notifier, by what became of "
-            "them (queued, duplicate, dropped)", ["result"], namespace=NAMESPACE, registry=r)
+            "them (queued, duplicate, dropped; episode: a held sender's later message, alerted "
+            "once when the hold engaged)", ["result"], namespace=NAMESPACE, registry=r)
         self.notifications = Counter(
             "notifications", "Alert mails by recipient kind (admin, sender) and result "
             "(sent, failed)", ["recipient", "result"], namespace=NAMESPACE, registry=r)
@@ -188,7 +189,7 @@ class Metrics:
             self.quarantine_fallbacks.labels(fallback.value)
         for result in ("written", "failed"):
             self.audit_records.labels(result)
-        for result in ("queued", "duplicate", "dropped"):
+        for result in ("queued", "duplicate", "dropped", "episode"):
             self.notify_events.labels(result)
         for recipient in ("admin", "sender"):
             for result in ("sent", "failed"):

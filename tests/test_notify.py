@@ -382,3 +382,30 @@ def test_admin_alert_carries_signed_review_links_and_the_sender_none(tmp_path: P
     observed = event_from(msg(b"Subject: x\r\n\r\nbody\r\n"), decision(mode="observe"))
     assert "https://" not in body_text([observed], "mx", admin=True, links=links)
     assert review_links(load_config(text=config_text(tmp_path))) is None
+
+
+def _held(engaged: bool, extra: tuple[Finding, ...] = (), ref: str = "MW-B") -> Decision:
+    details = (("held_since", "1725271200"), ("reason", "sender_hold"), ("action", "quarantine"))
+    hold = Finding("sending", "sender_hold", 1.0, 1, "envelope", "sender held", Confidence.HIGH,
+                   details=(*details, ("engaged", "1")) if engaged else details)
+    anomaly = Finding("sending", "sending_anomaly", 0.9, 1, "envelope", "38 messages in 1 h")
+    return Decision(Action.QUARANTINE, Action.QUARANTINE, 1.9, {}, (hold, anomaly, *extra),
+                    ("sender held",), ref, "enforce")
+
+
+def test_a_sender_hold_is_alerted_once_per_episode(tmp_path: Path) -> None:
+    engine = notify_engine(tmp_path, 'admins = ["sec@example.org"]\nbatch_seconds = 3600.0\n')
+    sink = notify_sink(engine)
+    leak = Finding("leak", "private_key", 6.0, 1, "body", "RSA PRIVATE KEY", Confidence.HIGH)
+    try:
+        decisions = (_held(True, ref="MW-1"), _held(False, ref="MW-2"), _held(False, ref="MW-3"),
+                     _held(False, (leak,), ref="MW-4"))
+        for n, decided in enumerate(decisions):
+            message = msg(b"", sender="alice@example.org", queue_id=f"Q{n}")
+            sink.handle(message, decided)  # type: ignore[attr-defined]
+        sample = engine.metrics.registry.get_sample_value
+        assert sample("mailwarden_notify_events_total", {"result": "queued"}) == 2
+        assert sample("mailwarden_notify_events_total", {"result": "episode"}) == 2
+    finally:
+        sink.queue.close(timeout=0.1)  # type: ignore[attr-defined]
+        engine.close()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mailwarden.detectors.sending.names import FINDING_TYPE, HOLD_TYPE
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import Metrics
 from mailwarden.notify.alertmail import (
@@ -136,6 +137,9 @@ class NotifySink:
 
     def handle(self, message: Message, decision: Decision) -> None:
         if not self.wanted(decision):
+            return
+        if later_in_episode(decision):
+            self._metrics.notify_events.labels("episode").inc()
             return
         event = event_from(message, decision)
         for recipient, kind in self.recipients(message):
@@ -256,6 +260,15 @@ def build(options: Options, config: Config, metrics: Metrics) -> NotifySink | No
     poll = max(MIN_POLL_SECONDS, min(POLL_SECONDS, limits.batch_seconds / 3))
     return NotifySink(settings, transport, limits, secret, metrics, config.milter.mode,
                       spool=spool, sending=sending, poll_seconds=poll, links=links)
+
+
+def later_in_episode(decision: Decision) -> bool:
+    """A message held only because its sender is held, after the message that engaged the hold:
+    the episode was alerted once, at its start (one alert per episode, not per message). Mail
+    that is held for findings of its own is still alerted."""
+    holds = [f for f in decision.findings if f.type == HOLD_TYPE]
+    others = [f for f in decision.findings if f.type not in (HOLD_TYPE, FINDING_TYPE)]
+    return bool(holds) and not others and not any(dict(f.details).get("engaged") for f in holds)
 
 
 def review_links(config: Config) -> LinkMaker | None:
