@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailwarden.config import PolicyConfig, Rule, Thresholds
+from mailwarden.explain import sum_text
 from mailwarden.verdict import Action, Decision, DetectorResult, Direction, Finding
 
 
@@ -37,7 +38,8 @@ def evaluate(
     total = float(sum(f.score for f in findings))
     allowed = [f for f in findings if f.type == ALLOW_TYPE]
     thresholds = policy.outbound if direction is Direction.OUTBOUND else policy.inbound
-    candidates: list[tuple[Action, str]] = [] if allowed else _threshold_actions(thresholds, total)
+    candidates: list[tuple[Action, str]] = [] if allowed else _threshold_actions(
+        thresholds, total, findings)
     for rule in policy.rules:
         reason = _rule_matches(rule, direction, findings, scores)
         if reason and not (allowed and rule.action is Action.QUARANTINE):
@@ -49,7 +51,10 @@ def evaluate(
     return Outcome(verdict=verdict, score=total, reasons=reasons)
 
 
-def _threshold_actions(t: Thresholds, total: float) -> list[tuple[Action, str]]:
+def _threshold_actions(t: Thresholds, total: float,
+                       findings: tuple[Finding, ...]) -> list[tuple[Action, str]]:
+    # The total is the sum over every detector: name what it is made of.
+    made_of = sum_text(findings)
     out = []
     for action, bound in (
         (Action.QUARANTINE, t.quarantine),
@@ -57,7 +62,8 @@ def _threshold_actions(t: Thresholds, total: float) -> list[tuple[Action, str]]:
         (Action.REJECT, t.reject),
     ):
         if bound is not None and total >= bound:
-            out.append((action, f"score {total:.2f} >= {action.value} threshold {bound:g}"))
+            out.append((action, f"score {total:.2f} >= {action.value} threshold {bound:g}"
+                                f" ({made_of})"))
     return out
 
 
