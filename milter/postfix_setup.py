@@ -139,8 +139,9 @@ def plan(postconf: Postconf, address: str, entry: str, last: bool,
                          "its mail is not scanned")
             continue
         new = with_milter(value, address, entry, last)
-        if new is not None:
-            changes.append(Change(key, value, new))
+        if new is not None:  # postconf -P -e takes no whitespace (master.cf -o syntax)
+            changes.append(Change(key, value, ",".join(
+                "".join(item.split()) for item in split_list(new))))
     if header_checks is not None:
         changes += _header_change(postconf, header_checks)
     return changes, notes
@@ -184,7 +185,7 @@ def cmd_postfix_setup(args: argparse.Namespace) -> int:
     from mailwarden.mta import MtaError
 
     address = args.milter or postfix_address(load_config(config_path(args)).milter.socket)
-    header_checks = None if args.keep_headers else args.header_checks
+    header_checks = None if args.keep_headers else str(Path(args.header_checks).resolve())
     if header_checks is not None and not Path(header_checks).is_file():
         print(f"mailwarden: {header_checks} missing (or use --keep-headers)", file=sys.stderr)
         return 2
