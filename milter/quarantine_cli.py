@@ -235,7 +235,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 @guarded
 def cmd_expire(args: argparse.Namespace) -> int:
     with opened(args) as ctx:
-        if ctx.settings.expire_after_days <= 0:
+        if ctx.settings.expire_after_days <= 0:  # records still follow the hold queue
+            for found in review.reconcile(ctx.store, ctx.queue.messages()):
+                print(f"{found.record.queue_id} ({found.record.ref}): {found.state}")
             print("expiry disabled ([quarantine] expire_after_days = 0)")
             return 0
         done = review.expire(ctx.store, ctx.queue, ctx.settings, review.actor(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -20,12 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from smtp_sink import SmtpSink
+
+from mailwarden.postfix_setup import milter_address, postfix_address, split_list, with_milter
 
 from conftest import REPO, message_bytes, write_config
 from milter_process import MilterProcess
 from postfix_instance import PostfixInstance, free_port, public_tmpdir
-from smtp_sink import SmtpSink
-from mailwarden.postfix_setup import milter_address, postfix_address, split_list, with_milter
 
 HEADER_CHECKS = REPO / "deploy/postfix/smtp_header_checks"
 OURS = "unix:/mailwarden/mailwarden.sock"
@@ -119,10 +121,13 @@ def dummy_milter() -> Iterator[int]:
                              f"inet:{port}@127.0.0.1", "--cpu-ms", "0", "--verdict", "addheader"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while subprocess.run(["python3", "-c", f"import socket; socket.create_connection(("
-                          f"'127.0.0.1', {port}), 1)"], capture_output=True).returncode:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
     yield port
     proc.terminate()
     proc.wait(timeout=10)
