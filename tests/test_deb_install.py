@@ -454,7 +454,7 @@ def test_purge_leaves_nothing_behind(root: DebianRoot, daemon: Daemon, smtp_port
     assert "stopping" in daemon.log()
     root.run("postfix", "stop")
     root.apt("purge", "mailwarden")
-    left = root.run("find", "/", "-xdev", "-name", "*mailwarden*", "-not", "-path", "/root/pkg/*",
+    left = root.run("find", "/", "-xdev", "-name", "*mailwarden*", "-not", "-path", "/root/*.deb",
                     check=False).stdout.split()
     assert left == []
     assert "mailwarden" not in root.file("/var/lib/dpkg/statoverride").read_text()
