@@ -449,6 +449,22 @@ def test_enforce_hold_and_release_as_the_guide_says(root: DebianRoot, guide: Gui
     guide.run("timer")
 
 
+def test_enforce_refusal_names_its_contributions(root: DebianRoot, daemon: Daemon,
+                                                 smtp_port: int) -> None:
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(smtp_port, card_dump("deb-reject-1"), sender="hold3@mailwarden.test")
+    assert refused.value.smtp_code == 550
+    ref = refused.value.smtp_error.decode().split("(ref ", 1)[1].rstrip(")")
+    rows = [json.loads(line) for line in
+            root.file("/var/lib/mailwarden/audit.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["ref"] == ref)
+    assert row["verdict"] == "reject" and row["contributions"]["leak"] > 0, row
+    assert sum(row["contributions"].values()) == pytest.approx(row["score"], abs=0.01)
+    logged = [line for line in daemon.log().splitlines() if f"ref={ref} " in line
+              and "contributions leak=" in line]
+    assert logged and "verdict=reject" in logged[0], daemon.log()[-2000:]
+
+
 def test_purge_leaves_nothing_behind(root: DebianRoot, daemon: Daemon, smtp_port: int) -> None:
     assert daemon.stop() == 0, daemon.log()
     assert "stopping" in daemon.log()
