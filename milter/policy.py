@@ -53,15 +53,15 @@ def evaluate(
 
 def _threshold_actions(t: Thresholds, total: float,
                        findings: tuple[Finding, ...]) -> list[tuple[Action, str]]:
-    # The total is the sum over every detector: name what it is made of.
-    made_of = sum_text(findings)
-    out = []
+    out: list[tuple[Action, str]] = []
+    made_of = ""  # the total is the sum over every detector: name what it is made of
     for action, bound in (
         (Action.QUARANTINE, t.quarantine),
         (Action.TEMPFAIL, t.tempfail),
         (Action.REJECT, t.reject),
     ):
         if bound is not None and total >= bound:
+            made_of = made_of or sum_text(findings)  # only for a message that reached one
             out.append((action, f"score {total:.2f} >= {action.value} threshold {bound:g}"
                                 f" ({made_of})"))
     return out
