@@ -5,9 +5,10 @@ Appending the example main.cf to ``/etc/postfix/main.cf`` replaces an existing `
 entry". This command reads the parameters as they are (``postconf -h``, unexpanded), puts
 mailwarden's milter in front of the ones already listed (``--last`` appends it), leaves a
 ``non_smtpd_milters`` that follows ``$smtpd_milters`` alone, extends master.cf services that set
-their own non-empty ``smtpd_milters``, and adds the shipped ``smtp_header_checks`` table that keeps
-``X-Mailwarden-*`` headers from leaving over SMTP. It writes with ``postconf -e`` (and ``-P -e``),
-only what changes, so running it twice changes nothing. Registered through ``COMMAND_MODULES``.
+their own non-empty ``smtpd_milters``, and adds a copy of the shipped ``smtp_header_checks``
+table (in Postfix's configuration directory) that keeps ``X-Mailwarden-*`` headers from leaving
+over SMTP. It writes with ``postconf -e`` (and ``-P -e``), only what changes, so running it
+twice changes nothing. Registered through ``COMMAND_MODULES``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mailwarden.mta import Runner, check, run_command
 
 HEADER_CHECKS = "/usr/share/mailwarden/postfix/smtp_header_checks"
+# The copy Postfix reads, in its own configuration directory: it belongs to the administrator and
+# outlives the package (smtp(8) stops delivering when a table in smtp_header_checks is missing).
+HEADER_CHECKS_COPY = "mailwarden_smtp_header_checks"
 SPOOL = "/var/spool/postfix"
 TIMEOUTS = "connect_timeout=10s, command_timeout=30s, content_timeout=60s"
 
@@ -170,27 +175,40 @@ def add_parser(subparsers: Any) -> None:
                    help="what Postfix does when mailwarden does not answer (see "
                         "docs/deployment.md, \"Fail-open and fail-closed\")")
     p.add_argument("--header-checks", default=HEADER_CHECKS, metavar="FILE",
-                   help="smtp_header_checks table that strips X-Mailwarden-* on SMTP delivery")
+                   help="the table that strips X-Mailwarden-* on SMTP delivery, copied to "
+                        f"Postfix's config directory as {HEADER_CHECKS_COPY} if not there yet")
     p.add_argument("--keep-headers", action="store_true",
                    help="let X-Mailwarden-* headers leave with outbound mail")
     p.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
     p.set_defaults(func=cmd_postfix_setup)
 
 
-def cmd_postfix_setup(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _header_table(postconf: Postconf, source: Path | None, dry_run: bool) -> str | None:
+    """The copy of ``source`` in Postfix's configuration directory (made when missing; an
+    existing one is the administrator's and stays as it is)."""
+    if source is None:
+        return None
+    copy = Path(postconf.get("config_directory")) / HEADER_CHECKS_COPY
+    if not copy.exists() and not dry_run:
+        copy.write_bytes(source.read_bytes())
+        copy.chmod(0o644)
+        print(f"copied {source} to {copy}")
+    return str(copy)
 
+
+def cmd_postfix_setup(args: argparse.Namespace) -> int:
     from mailwarden.cli import config_path
     from mailwarden.config import load_config
     from mailwarden.mta import MtaError
 
     address = args.milter or postfix_address(load_config(config_path(args)).milter.socket)
-    header_checks = None if args.keep_headers else str(Path(args.header_checks).resolve())
-    if header_checks is not None and not Path(header_checks).is_file():
-        print(f"mailwarden: {header_checks} missing (or use --keep-headers)", file=sys.stderr)
+    source = None if args.keep_headers else Path(args.header_checks)
+    if source is not None and not source.is_file():
+        print(f"mailwarden: {source} missing (or use --keep-headers)", file=sys.stderr)
         return 2
     postconf = Postconf(args.postfix_config)
     try:
+        header_checks = _header_table(postconf, source, args.dry_run)
         changes, notes = plan(postconf, address, milter_entry(address, args.default_action),
                               args.last, header_checks)
         for change in changes:

@@ -74,6 +74,7 @@ def test_adds_mailwarden_before_existing_milters_once(conf: Path) -> None:
     dry = setup("--postfix-config", str(conf), "--milter", OURS, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert postconf(conf, "-h", "smtpd_milters") == "inet:localhost:8891"  # nothing written
+    assert not (conf / "mailwarden_smtp_header_checks").exists()
     out = setup("--postfix-config", str(conf), "--milter", OURS)
     assert out.returncode == 0, out.stderr
     smtpd = split_list(postconf(conf, "-h", "smtpd_milters"))
@@ -85,7 +86,9 @@ def test_adds_mailwarden_before_existing_milters_once(conf: Path) -> None:
     assert len(submission) == 1 and OURS in submission[0] and "8891" in submission[0]
     assert "smtp/inet/smtpd_milters =" in services.splitlines()  # an opt-out stays an opt-out
     assert "smtp/inet opts out of milters" in out.stdout
-    assert postconf(conf, "-h", "smtp_header_checks") == f"regexp:{HEADER_CHECKS}"
+    copy = conf / "mailwarden_smtp_header_checks"  # Postfix's own copy: outlives the package
+    assert postconf(conf, "-h", "smtp_header_checks") == f"regexp:{copy}"
+    assert copy.read_bytes() == HEADER_CHECKS.read_bytes()
     assert postconf(conf, "-h", "milter_default_action") == "accept"  # not ours to change
     again = setup("--postfix-config", str(conf), "--milter", OURS)
     assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
@@ -100,6 +103,7 @@ def test_keep_headers_leaves_smtp_header_checks_alone(conf: Path) -> None:
     out = setup("--postfix-config", str(conf), "--milter", OURS, "--keep-headers")
     assert out.returncode == 0, out.stderr
     assert postconf(conf, "-h", "smtp_header_checks") == ""
+    assert not (conf / "mailwarden_smtp_header_checks").exists()
 
 
 def test_shipped_table_strips_only_our_headers() -> None:
