@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from smtp_sink import SmtpSink
 
-from mailwarden.postfix_setup import milter_address, postfix_address, split_list, with_milter
+from mailwarden.mta.postfix_setup import milter_address, postfix_address, split_list, with_milter
 
 from conftest import REPO, message_bytes, write_config
 from milter_process import MilterProcess

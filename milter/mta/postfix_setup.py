@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailwarden.mta import Runner, check, run_command
+from mailwarden.quarantine.mta import Runner, check, run_command
 
 HEADER_CHECKS = "/usr/share/mailwarden/postfix/smtp_header_checks"
 # The copy Postfix reads, in its own configuration directory: it belongs to the administrator and
@@ -199,7 +199,7 @@ def _header_table(postconf: Postconf, source: Path | None, dry_run: bool) -> str
 def cmd_postfix_setup(args: argparse.Namespace) -> int:
     from mailwarden.cli import config_path
     from mailwarden.config import load_config
-    from mailwarden.mta import MtaError
+    from mailwarden.quarantine.mta import MtaError
 
     address = args.milter or postfix_address(load_config(config_path(args)).milter.socket)
     source = None if args.keep_headers else Path(args.header_checks)
