@@ -13,7 +13,13 @@ import importlib
 import logging
 import sys
 
-from mailwarden.config import DEFAULT_PATH, apply_overrides, validate_socket, worker_processes
+from mailwarden.config import (
+    DEFAULT_PATH,
+    Config,
+    apply_overrides,
+    validate_socket,
+    worker_processes,
+)
 from mailwarden.engine import Engine
 from mailwarden.files import offline
 from mailwarden.metrics import Metrics
@@ -22,7 +28,8 @@ from mailwarden.options import ConfigError
 # Modules under mailwarden that add subcommands: each has ``add_parser(subparsers) -> None`` and
 # sets ``func`` (``args -> int``) on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
-    "training.cli", "report.page", "quarantine.cli", "quarantine.senders", "web.commands")
+    "training.cli", "report.page", "quarantine.cli", "quarantine.senders", "mta.postfix_setup",
+    "web.commands")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         _config_arg(p)
         p.add_argument("--json", action="store_true", help="one JSON object per message")
         p.add_argument("--direction", choices=("outbound", "inbound"), default="outbound")
+        p.add_argument("--explain", action="store_true",
+                       help="after each message, what each detector added to the total and why "
+                            "the verdict (scores add up across detectors)")
         p.add_argument("paths", nargs="+", metavar="PATH")
         p.set_defaults(func=func)
     for module in COMMAND_MODULES:
@@ -119,10 +129,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mailwarden.config import load_config
+    from mailwarden.state_owner import adopt_new, snapshot
 
     path = config_path(args)
     config = apply_overrides(load_config(path), {})
+    before = snapshot(config.state_dir)
+    try:
+        return _check(path, config)
+    finally:  # run as root: what the detectors created stays the daemon's user's
+        adopt_new(config.state_dir, before)
+
+
+def _check(path: str | None, config: Config) -> int:
     engine = Engine(config, Metrics())
+    lost = [dd for dd in engine.disabled if dd.configured]
     try:
         print(f"config: {path or '<built-in defaults>'}")
         print(f"mode: {config.milter.mode}  socket: {config.milter.socket}  "
@@ -134,7 +154,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         for dd in engine.disabled:
             print(f"detector {dd.name}: {'UNAVAILABLE' if dd.configured else 'disabled'} "
                   f"({dd.reason})")
-        lost = [dd for dd in engine.disabled if dd.configured]
     finally:
         engine.close()
     for dd in lost:  # enabled in the configuration but cannot load: the check fails
@@ -144,13 +163,45 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.explain:
+        return explained(args, replay=False)
     return offline.run_offline(config_path(args), args.paths, args.direction, args.json,
                                replay=False, out=sys.stdout)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.explain:
+        return explained(args, replay=True)
     return offline.run_offline(config_path(args), args.paths, args.direction, args.json,
                                replay=True, out=sys.stdout)
+
+
+def explained(args: argparse.Namespace, replay: bool) -> int:
+    """``score``/``replay`` with ``--explain``: each message's line, then why (or, with
+    ``--json``, the record with ``contributions`` and ``explanation``)."""
+    import json
+
+    from mailwarden.config import load_config
+    from mailwarden.explain import contributions, explain_lines, explanation, thresholds_for
+    from mailwarden.verdict import Direction
+
+    config = load_config(config_path(args))
+    direction = Direction(args.direction)
+    thresholds = thresholds_for(config.policy, direction)
+    engine = Engine(config, Metrics(), run_mode="replay" if replay else "score")
+    try:
+        for message, decision in offline.scan_all(engine, args.paths, direction, replay):
+            record = offline.decision_record(message, decision)
+            if args.json:
+                record.update(contributions=contributions(decision.findings),
+                              explanation=explanation(decision, thresholds))
+                print(json.dumps(record, ensure_ascii=False, sort_keys=True))
+                continue
+            print(f"{record['verdict']:<10} {record['score']:7.2f}  {record['source']}")
+            print("\n".join(explain_lines(decision, thresholds)))
+    finally:
+        engine.close()
+    return 0
 
 
 if __name__ == "__main__":

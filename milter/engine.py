@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from mailwarden.config import Config, DetectorConfig
 from mailwarden.detectors.base import Detector, DetectorContext, DetectorUnavailable, registrations
+from mailwarden.explain import log_line, needs_line, thresholds_for
 from mailwarden.message import Message
 from mailwarden.metrics import Metrics
 from mailwarden.options import ConfigError
@@ -68,8 +69,9 @@ class Engine:
             [(off.name, "unavailable" if off.configured else "disabled") for off in self.disabled],
         )
         for off in self.disabled:
-            if off.configured:
-                log.warning("detector %s disabled: %s", off.name, off.reason)
+            if off.configured:  # loud: mail is now scored without it
+                log.error("detector %s LOST: enabled in the configuration but unavailable, "
+                          "running without it: %s", off.name, off.reason)
 
     def direction(self, auth_user: str | None, client_addr: str | None) -> Direction:
         """Outbound when authenticated, from an internal network, or submitted locally."""
@@ -141,6 +143,9 @@ class Engine:
         decision = self._exempt(message) or self._scan_or_fail(message)
         if adjust is not None:
             decision = adjust(decision)
+        if needs_line(decision):  # every hold, refusal and deferral says what it adds up to
+            log.info("%s", log_line(message.envelope.queue_id, decision, thresholds_for(
+                self.config.policy, message.envelope.direction)))
         scanned = time.monotonic()
         deliver(self.sinks, message, decision, self._sink_failed)
         done = time.monotonic()

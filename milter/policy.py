@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mailwarden.config import PolicyConfig, Rule, Thresholds
 from mailwarden.detectors.sending.names import FINDING_TYPE, HOLD_TYPE
+from mailwarden.explain import sum_text
 from mailwarden.verdict import ALLOW_TYPE, Action, Decision, DetectorResult, Direction, Finding
 
 
@@ -41,7 +42,8 @@ def evaluate(
     total = float(sum(f.score for f in findings))
     allowed = [f for f in findings if f.type == ALLOW_TYPE]
     thresholds = policy.outbound if direction is Direction.OUTBOUND else policy.inbound
-    candidates: list[tuple[Action, str]] = [] if allowed else _threshold_actions(thresholds, total)
+    candidates: list[tuple[Action, str]] = [] if allowed else _threshold_actions(
+        thresholds, total, findings)
     for rule in policy.rules:
         reason = _rule_matches(rule, direction, findings, scores)
         if reason and not (allowed and rule.action is Action.QUARANTINE):
@@ -66,15 +68,19 @@ def _sending_actions(findings: tuple[Finding, ...]) -> list[tuple[Action, str, s
     return out
 
 
-def _threshold_actions(t: Thresholds, total: float) -> list[tuple[Action, str]]:
-    out = []
+def _threshold_actions(t: Thresholds, total: float,
+                       findings: tuple[Finding, ...]) -> list[tuple[Action, str]]:
+    out: list[tuple[Action, str]] = []
+    made_of = ""  # the total is the sum over every detector: name what it is made of
     for action, bound in (
         (Action.QUARANTINE, t.quarantine),
         (Action.TEMPFAIL, t.tempfail),
         (Action.REJECT, t.reject),
     ):
         if bound is not None and total >= bound:
-            out.append((action, f"score {total:.2f} >= {action.value} threshold {bound:g}"))
+            made_of = made_of or sum_text(findings)  # only for a message that reached one
+            out.append((action, f"score {total:.2f} >= {action.value} threshold {bound:g}"
+                                f" ({made_of})"))
     return out
 
 

@@ -61,6 +61,8 @@ def test_one_line_per_decision_without_content_or_addresses(tmp_path: Path) -> N
     assert second["findings"] == [{"detector": "testmarker", "type": "test_quarantine",
                                    "count": 1, "confidence": "high", "score": 6.0}]
     assert second["scores"] == {"testmarker": 6.0}
+    assert second["contributions"] == {"testmarker": 6.0} and first["contributions"] == {}
+    assert second["reasons"] == ["score 6.00 >= quarantine threshold 5 (testmarker=6.00)"]
     assert second["models"] == {"testmarker": {"model": "none", "version": "", "trained": ""}}
     key = derive(install_secret(tmp_path / "state" / "mailwarden.key"), "audit-sender")
     assert second["sender"] == keyed_hash(key, "alice@example.org")

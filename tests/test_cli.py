@@ -127,3 +127,77 @@ def test_missing_path_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[
                          str(tmp_path / "nope.eml"))
     assert status == 1
     assert "nope.eml" in err
+
+
+def test_score_explain_names_each_contribution(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    mail = tmp_path / "held.eml"
+    mail.write_bytes(message_bytes(subject="held", marker="quarantine"))
+    config = str(write_config(tmp_path))
+    status, out, _ = run(capsys, "score", "--explain", "--config", config, str(mail))
+    assert status == 0
+    assert "total 6.00 = testmarker=6.00 (scores add up across detectors; " \
+           "quarantine>=5 reject>=10)" in out
+    assert "testmarker: test_quarantine x1 adds 6.00" in out
+    assert "because: score 6.00 >= quarantine threshold 5 (testmarker=6.00)" in out
+    status, out, _ = run(capsys, "score", "--explain", "--json", "--config", config, str(mail))
+    record = json.loads(out)
+    assert record["contributions"] == {"testmarker": 6.0}
+    assert record["explanation"].startswith("contributions testmarker=6.00 = 6.00 against "
+                                            "quarantine>=5 reject>=10: score 6.00 >=")
+
+
+def test_check_as_root_leaves_state_the_daemons_user_can_write(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO, config_text
+    from postfix_instance import public_tmpdir
+
+    assert os.geteuid() == 0, "the CI runs the suite as root"
+    root = public_tmpdir("mw-check-")
+    try:
+        nobody = pwd.getpwnam("nobody")
+        state = root / "state"
+        state.mkdir()
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        config = root / "mailwarden.toml"
+        config.write_text(config_text(root, extra="[detectors.sending]\nenabled = true\n")
+                          .replace(str(root / "models"), str(REPO / "models")))
+        config.chmod(0o644)
+        status, out, _ = run(capsys, "check", "--config", str(config))
+        assert status == 0 and "detector sending: enabled" in out, out
+        made = sorted(p.name for p in state.iterdir())
+        assert "sending.sqlite" in made, made
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in state.iterdir()} == {
+            (nobody.pw_uid, nobody.pw_gid)}
+        as_daemon = subprocess.run(
+            ["runuser", "-u", "nobody", "--", sys.executable, "-m", "mailwarden", "check",
+             "--config", str(config)], capture_output=True, text=True, timeout=300, check=False)
+        assert as_daemon.returncode == 0, as_daemon.stderr
+        assert "detector sending: enabled" in as_daemon.stdout, as_daemon.stdout
+        assert "UNAVAILABLE" not in as_daemon.stdout
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_man_page_covers_every_command() -> None:
+    import argparse
+
+    from mailwarden.cli import build_parser
+
+    from conftest import REPO
+
+    page = (REPO / "packaging/debian/mailwarden.1").read_text()
+    commands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    assert isinstance(commands, argparse._SubParsersAction)
+    for name, sub in commands.choices.items():
+        assert f".B {name}".replace("-", "\\-") in page, name
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices:
+                    assert child in page.split(f".B {name} ", 1)[1].split("\n", 1)[0], child

@@ -120,6 +120,7 @@ def test_control_depends_on_debian_libraries(unpacked: Path) -> None:
             "python3-joblib", "python3-prometheus-client", "adduser"} <= depends
     assert not {d for d in depends if "pip" in d or d.startswith("python3-mailwarden")}
     assert "postfix | sendmail" in fields["Recommends"]
+    assert "python3-matplotlib" in fields["Recommends"]  # mailwarden report, evaluate figures
     assert "python3-redis" in fields["Suggests"]
 
 
@@ -133,17 +134,21 @@ def test_unit_is_hardened(unpacked: Path) -> None:
         "ExecReload": "/bin/kill -HUP $MAINPID", "CapabilityBoundingSet": "",
         "ReadWritePaths": "-/var/spool/postfix/mailwarden",
         "ExecStart": "/usr/bin/mailwarden run --config /etc/mailwarden/mailwarden.toml",
-        "ExecStartPre": "/usr/bin/mailwarden check --config /etc/mailwarden/mailwarden.toml",
+        "ExecStartPre": "+/usr/libexec/mailwarden/socket-dir",
+        "TimeoutStopSec": "30s",
     }
     assert {k: service.get(k) for k in expected} == expected
     text = (unpacked / UNIT).read_text()
-    assert "ExecStartPre=+/usr/libexec/mailwarden/socket-dir\n" in text
+    # One ExecStartPre only: a check there loaded every model twice per restart (the socket is
+    # gone meanwhile) and could not protect the daemon systemd had already stopped.
+    assert text.count("\nExecStartPre=") == 1
     assert (unpacked / "usr/libexec/mailwarden/socket-dir").stat().st_mode & 0o111
 
 
 def test_deploy_files_and_docs_are_shipped(unpacked: Path) -> None:
     doc = unpacked / "usr/share/doc/mailwarden"
     for name in ("postfix/main.cf", "postfix/master.cf", "postfix/README.md",
+                 "postfix/smtp_header_checks",
                  "sendmail/sendmail.mc", "sendmail/README.md", "grafana/mailwarden.json",
                  "prometheus/mailwarden-rules.yml"):
         shipped = doc / "examples" / name
@@ -155,3 +160,20 @@ def test_deploy_files_and_docs_are_shipped(unpacked: Path) -> None:
         assert (doc / name).exists() or (doc / f"{name}.gz").exists(), name
     assert (unpacked / "usr/share/man/man1/mailwarden.1.gz").exists()
 
+
+
+def test_quarantine_timer_and_header_checks_are_shipped(unpacked: Path) -> None:
+    units = unpacked / "lib/systemd/system"
+    timer = read_unit(units / "mailwarden-quarantine-expire.timer")
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    assert timer["Timer"]["OnCalendar"]
+    service = read_unit(units / "mailwarden-quarantine-expire.service")["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"] == ("/usr/bin/mailwarden quarantine expire --config "
+                                    "/etc/mailwarden/mailwarden.toml")
+    postinst = (unpacked / "DEBIAN/postinst").read_text()
+    assert "enable 'mailwarden-quarantine-expire.timer'" in postinst
+    assert "invoke $_dh_action 'mailwarden-quarantine-expire.timer'" in postinst
+    assert "'mailwarden-quarantine-expire.service'" not in postinst  # only the timer starts it
+    shipped = unpacked / "usr/share/mailwarden/postfix/smtp_header_checks"
+    assert shipped.read_bytes() == (REPO / "deploy/postfix/smtp_header_checks").read_bytes()

@@ -121,7 +121,7 @@ def container(built_deb: Path) -> Iterator[Container]:  # noqa: F811
         root.file("/root/pkg").mkdir()
         (root.file("/root/pkg") / built_deb.name).write_bytes(built_deb.read_bytes())
         root.apt("install", "--no-install-recommends", f"/root/pkg/{built_deb.name}", "postfix")
-        with root.file("/etc/postfix/main.cf").open("a") as main:
+        with root.file("/etc/postfix/main.cf").open("a") as main:  # no other milter here
             main.write("\n" + shipped_snippet(root))
         root.run("useradd", "--system", "--no-create-home", "sink")
         yield booted.boot()
@@ -141,9 +141,15 @@ def test_the_unit_runs_with_its_sandbox(container: Container) -> None:
     assert sorted(shown) == ["ActiveState=active", "MemoryDenyWriteExecute=yes",
                              "NoNewPrivileges=yes", "ProtectSystem=strict", "User=mailwarden"]
     journal = container.journal()
-    assert "config: /etc/mailwarden/mailwarden.toml" in journal  # ExecStartPre=mailwarden check
-    assert "reader_docx=missing" in journal  # installed without Recommends: reported, not fatal
-    assert "Traceback" not in journal and "UNAVAILABLE" not in journal, journal
+    assert "Traceback" not in journal and "LOST" not in journal, journal
+    check = container.run("mailwarden", "check").stdout  # as root, the daemon running
+    assert "config: /etc/mailwarden/mailwarden.toml" in check
+    assert "reader_docx=missing" in check  # installed without Recommends: reported, not fatal
+    assert "UNAVAILABLE" not in check, check
+    timer = container.run("systemctl", "is-enabled", "mailwarden-quarantine-expire.timer")
+    assert timer.stdout.strip() == "enabled"
+    assert container.run("systemctl", "is-active", "mailwarden-quarantine-expire.timer"
+                         ).stdout.strip() == "active"
     sock = container.run("stat", "-c", "%U:%G %a",
                          "/var/spool/postfix/mailwarden/mailwarden.sock").stdout.strip()
     assert sock == "mailwarden:postfix 770"

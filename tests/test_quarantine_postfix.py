@@ -252,3 +252,30 @@ def test_unprivileged_user_gets_a_clear_error(stack: Stack) -> None:
 def test_unknown_id_fails_with_exit_1(stack: Stack) -> None:
     out = cli(stack, "release", "ABCDEF12345")
     assert out.returncode == 1 and "no mailwarden quarantine record" in out.stderr
+
+
+def test_holds_released_or_deleted_with_postsuper_are_reconciled(stack: Stack) -> None:
+    from mailwarden.quarantine.review import RECONCILE_GRACE
+
+    send(stack, "q-ext-1", sender="hank@mailwarden.test")
+    send(stack, "q-ext-2", sender="hank@mailwarden.test")
+    released, deleted = held_id(stack, "q-ext-1"), held_id(stack, "q-ext-2")
+    held_before = stack.milter.metric("mailwarden_quarantine_held")
+    stack.postfix.postsuper("-H", released)  # behind mailwarden's back: to the deferred queue
+    stack.postfix.postsuper("-d", deleted, "hold")
+    time.sleep(RECONCILE_GRACE + 0.5)  # a missing message younger than this may be in cleanup
+    out = cli(stack, "reconcile")
+    assert out.returncode == 0, out.stderr
+    assert f"{released} " in out.stdout and "released_externally (now deferred)" in out.stdout
+    assert f"{deleted} " in out.stdout and "gone (now missing)" in out.stdout
+    assert released not in listed(stack) and deleted not in listed(stack)
+    assert listed(stack, "--state", "released_externally")[released]["reviewed_by"] == "mta"
+    assert deleted in listed(stack, "--state", "gone")
+    assert stack.milter.metric("mailwarden_quarantine_held") == held_before - 2
+    assert stack.milter.metric("mailwarden_quarantine_reconciled_total",
+                               state="released_externally") >= 1
+    again = cli(stack, "release", released)
+    assert again.returncode == 1 and "already released_externally" in again.stderr
+    assert "0 record(s) reconciled" in cli(stack, "reconcile").stdout
+    stack.postfix.flush()
+    wait_delivered(stack, "q-ext-1")

@@ -97,11 +97,35 @@ def test_entries_join_records_with_the_hold_queue(store: QuarantineStore) -> Non
     queue.hold("CCCCC33333", None)  # held by something else
     queue.hold("DDDDD44444", None, queue="deferred")
     items = {e.queue_id: e for e in review.entries(store, queue)}
-    assert set(items) == {"AAAAA11111", "BBBBB22222", "CCCCC33333"}
+    # BBBBB22222 left the hold queue behind mailwarden's back: reconciled, no longer "held".
+    assert set(items) == {"AAAAA11111", "CCCCC33333"}
     assert items["AAAAA11111"].mta_state == HOLD and items["AAAAA11111"].record is not None
-    assert items["BBBBB22222"].mta_state == "missing"
     assert items["CCCCC33333"].record is None and items["CCCCC33333"].sender_domain == \
         "example.org"
+    gone = {e.queue_id: e for e in review.entries(store, queue, "gone")}
+    assert set(gone) == {"BBBBB22222"} and gone["BBBBB22222"].mta_state == "missing"
+
+
+def test_reconcile_marks_holds_released_or_deleted_behind_its_back(
+        store: QuarantineStore) -> None:
+    queue = FakeQueue()
+    for qid, ref in (("AAAAA11111", "MW-00000000000A"), ("BBBBB22222", "MW-00000000000B"),
+                     ("CCCCC33333", "MW-00000000000C")):
+        add(store, qid, ref)
+        queue.hold(qid, ref)
+    add(store, "DDDDD44444", "MW-00000000000D", created=NOW + 55)  # just written, not listed yet
+    queue.hold("BBBBB22222", "MW-00000000000B", queue="deferred")  # postsuper -H
+    del queue.queued["CCCCC33333"]  # postsuper -d, or delivered after a postsuper -H
+    done = review.reconcile(store, queue.messages(), now=NOW + 60)
+    assert {(d.record.queue_id, d.state, d.where) for d in done} == {
+        ("BBBBB22222", "released_externally", "deferred"), ("CCCCC33333", "gone", "missing")}
+    assert [r.queue_id for r in store.records("held")] == ["AAAAA11111", "DDDDD44444"]
+    released = store.find("MW-00000000000B")
+    assert released is not None and released.state_by == "mta"
+    assert "outside mailwarden" in released.note
+    assert store.counters() == {("reconciled", "released_externally"): 1,
+                                ("reconciled", "gone"): 1}
+    assert review.reconcile(store, queue.messages(), now=NOW + 60) == []  # idempotent
 
 
 def test_select_filters_age_detector_and_sender_domain(store: QuarantineStore) -> None:
@@ -109,6 +133,8 @@ def test_select_filters_age_detector_and_sender_domain(store: QuarantineStore) -
     add(store, "AAAAA11111", "MW-00000000000A", created=NOW - 3 * 86400)
     add(store, "BBBBB22222", "MW-00000000000B", created=NOW - 600, detector="content",
         domain="other.example")
+    queue.hold("AAAAA11111", "MW-00000000000A", arrival=NOW - 3 * 86400)
+    queue.hold("BBBBB22222", "MW-00000000000B", arrival=NOW - 600)
     queue.hold("CCCCC33333", None, arrival=NOW - 60)
     items = review.entries(store, queue)
 
@@ -182,7 +208,7 @@ def test_expire_acts_on_old_records_only(store: QuarantineStore, tmp_path: Path)
     assert queue.calls == [("release", "AAAAA11111")]
     assert [r.queue_id for r in store.records("held")] == ["BBBBB22222"]
     assert store.records("expired")[0].note == "expired unreviewed after 15.0 days: release"
-    assert store.counters() == {("expired", "release"): 1}
+    assert store.counters() == {("expired", "release"): 1, ("reconciled", "gone"): 1}
     assert review.expire(store, queue, settings(tmp_path, days=0), "timer", now=NOW) == []
 
 

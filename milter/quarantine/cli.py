@@ -1,12 +1,12 @@
 """``mailwarden quarantine``: review held mail from the command line.
 
 Subcommands ``list``, ``show``, ``release``, ``delete``, ``expire`` (for a systemd timer or cron),
-``allowlist`` and ``feedback``, registered through ``COMMAND_MODULES`` in :mod:`mailwarden.cli`.
-They read the ``[quarantine]`` section of the same config file as the daemon, open the quarantine
-store and the MTA backend, and hand over to :mod:`mailwarden.quarantine.review`. Addresses shown
-come from the MTA's queue (the store keeps only hashes); a body is printed only with ``--body``.
-Exit status: 0 success, 1 when any message could not be handled (not found, not permitted, MTA
-error), 2 bad usage or configuration.
+``reconcile``, ``allowlist`` and ``feedback``, registered through ``COMMAND_MODULES`` in
+:mod:`mailwarden.cli`. They read the ``[quarantine]`` section of the same config file as the daemon,
+open the quarantine store and the MTA backend, and hand over to :mod:`mailwarden.quarantine.review`.
+Addresses shown come from the MTA's queue (the store keeps only hashes); a body is printed only with
+``--body``. Exit status: 0 success, 1 when any message could not be handled (not found, not
+permitted, MTA error), 2 bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mailwarden.quarantine.sendmail import SendmailQueue
 from mailwarden.quarantine.sink import QuarantineSettings, read_settings
 from mailwarden.quarantine.store import QuarantineStore, StoreError
 
-STATES = ("held", "released", "deleted", "expired", "gone", "all")
+STATES = ("held", "released", "deleted", "expired", "released_externally", "gone", "all")
 _AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "": 86400}
 
@@ -88,6 +88,10 @@ def add_parser(subparsers: Any) -> None:
                        help="apply the expiry policy to unreviewed messages (timer/cron)")
     p.add_argument("--dry-run", action="store_true", help="say what would expire")
     p.set_defaults(func=cmd_expire)
+
+    p = sub.add_parser("reconcile", parents=[common],
+                       help="mark records whose message left the hold queue outside mailwarden")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("allowlist", parents=[common], help="reviewer allow-list entries")
     p.add_argument("--remove", type=int, metavar="ENTRY_ID")
@@ -231,7 +235,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 @guarded
 def cmd_expire(args: argparse.Namespace) -> int:
     with opened(args) as ctx:
-        if ctx.settings.expire_after_days <= 0:
+        if ctx.settings.expire_after_days <= 0:  # records still follow the hold queue
+            for found in review.reconcile(ctx.store, ctx.queue.messages()):
+                print(f"{found.record.queue_id} ({found.record.ref}): {found.state}")
             print("expiry disabled ([quarantine] expire_after_days = 0)")
             return 0
         done = review.expire(ctx.store, ctx.queue, ctx.settings, review.actor(),
@@ -240,6 +246,16 @@ def cmd_expire(args: argparse.Namespace) -> int:
     for item in done:
         print(f"{verb} {item.record.queue_id} ({item.record.ref}): {item.outcome}")
     print(f"{len(done)} record(s) past {ctx.settings.expire_after_days:g} days")
+    return 0
+
+
+@guarded
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    with opened(args) as ctx:
+        done = review.reconcile(ctx.store, ctx.queue.messages())
+    for item in done:
+        print(f"{item.record.queue_id} ({item.record.ref}): {item.state} (now {item.where})")
+    print(f"{len(done)} record(s) reconciled with the {ctx.settings.mta} queue")
     return 0
 
 

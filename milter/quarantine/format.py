@@ -12,7 +12,7 @@ from typing import Any
 
 from mailwarden.quarantine.review import Entry
 
-_COLUMNS = "{:<16} {:>7} {:<9} {:>6}  {:<30} {:<24} {}"
+_COLUMNS = "{:<16} {:>7} {:<19} {:>6}  {:<30} {:<24} {}"
 
 
 def fmt_age(seconds: float) -> str:

@@ -69,7 +69,7 @@ class HeldRecord:
     recipient_hashes: tuple[str, ...]
     recipient_domains: tuple[str, ...]
     size: int
-    state: str = "held"  # held | released | deleted | expired | gone
+    state: str = "held"  # held | released | deleted | expired | released_externally | gone
     state_at: float | None = None
     state_by: str = ""
     note: str = ""
@@ -101,7 +101,7 @@ class AllowEntry:
 class Review:
     """A reviewer's decision on one record, applied in one transaction."""
 
-    state: str  # released | deleted | expired | gone
+    state: str  # released | deleted | expired | released_externally | gone
     actor: str
     detail: str = ""
     feedback: str | None = None  # "false_positive" | "confirmed_leak"

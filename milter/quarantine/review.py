@@ -28,6 +28,11 @@ log = logging.getLogger("mailwarden.quarantine.sink")
 _REF_RE = re.compile(rb"^X-Mailwarden-Verdict:.*\bref=(MW-[0-9A-F]+)", re.M | re.I)
 # A queue ID that names the held message arrived before the record was written.
 _ARRIVAL_SLACK = 120.0
+# The daemon writes a record before Postfix's cleanup has moved the message into the hold queue:
+# a record this young whose message is not listed yet is not reconciled (it may still arrive).
+RECONCILE_GRACE = 10.0
+RELEASED_EXTERNALLY = "released_externally"
+GONE = "gone"
 
 
 class ReviewError(Exception):
@@ -76,8 +81,11 @@ def actor() -> str:
 def entries(store: QuarantineStore, queue: MailQueue | None,
             state: str | None = "held") -> list[Entry]:
     """Records in ``state`` joined with the MTA's queue, plus held messages without a record
-    (``queue`` None: the MTA cannot be asked, records only)."""
+    (``queue`` None: the MTA cannot be asked, records only). Records whose message left the hold
+    queue behind mailwarden's back are reconciled first (see :func:`reconcile`)."""
     queued = queue.messages() if queue is not None else {}
+    if queue is not None:
+        reconcile(store, queued)
     records = store.records(state)
     out = [Entry(r, queued.get(r.queue_id), queue is None) for r in records]
     known = {r.queue_id for r in records}
@@ -85,6 +93,40 @@ def entries(store: QuarantineStore, queue: MailQueue | None,
         out += [Entry(None, q) for q in queued.values()
                 if q.queue == HOLD and q.queue_id not in known]
     return sorted(out, key=lambda e: e.held_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    record: HeldRecord
+    state: str  # RELEASED_EXTERNALLY | GONE
+    where: str  # the MTA queue it is in now, or "missing"
+
+
+def reconcile(store: QuarantineStore, queued: dict[str, QueuedMessage],
+              now: float | None = None, grace: float = RECONCILE_GRACE) -> list[Reconciled]:
+    """Mark held records whose message is no longer in the hold queue: released with the MTA's
+    own tools (``postsuper -H``: it is in another queue now, state ``released_externally``) or
+    gone (delivered after such a release, or deleted: ``gone``). ``queued`` must have been
+    listed after the records were written; a message that is missing but younger than ``grace``
+    seconds is left alone (its cleanup may not have finished)."""
+    now = time.time() if now is None else now
+    out = []
+    for record in store.records("held"):
+        msg = queued.get(record.queue_id)
+        if msg is not None and msg.queue == HOLD:
+            continue
+        if msg is not None and msg.arrival <= record.created + _ARRIVAL_SLACK:
+            state, where = RELEASED_EXTERNALLY, msg.queue
+        elif now - record.created < grace:
+            continue
+        else:
+            state, where = GONE, "missing"
+        detail = (f"left the hold queue outside mailwarden (now {where}): "
+                  "released or deleted with the MTA's own tools")
+        store.review(record, Review(state, "mta", detail, counters=(("reconciled", state),)))
+        log.warning("qid=%s ref=%s %s: %s", record.queue_id, record.ref, state, detail)
+        out.append(Reconciled(record, state, where))
+    return out
 
 
 def select(items: list[Entry], now: float, older_than: float | None = None,
@@ -168,7 +210,7 @@ def delete(store: QuarantineStore, queue: MailQueue, key: str, who: str,
 @dataclass(frozen=True, slots=True)
 class Expired:
     record: HeldRecord
-    outcome: str  # "delete" | "release" | "gone" | "error: ..."
+    outcome: str  # "delete" | "release" | "gone" | "released_externally" | "error: ..."
 
 
 def expire(store: QuarantineStore, queue: MailQueue, settings: QuarantineSettings,
@@ -179,6 +221,9 @@ def expire(store: QuarantineStore, queue: MailQueue, settings: QuarantineSetting
     if settings.expire_after_days <= 0:
         return out
     limit = settings.expire_after_days * 86400.0
+    if not dry_run:  # what left the hold queue outside mailwarden is not expired but reported
+        out += [Expired(item.record, item.state) for item in
+                reconcile(store, queue.messages(), now) if now - item.record.created >= limit]
     due = [r for r in store.records("held") if now - r.created >= limit]
     queued = queue.messages() if due else {}
     for record in due:

@@ -170,6 +170,9 @@ def _families(counts: dict[tuple[str, str], int], held: int, allowed: int) -> It
          ("release", "delete")),
         ("feedback", "Reviews marked as a false positive or a confirmed leak", "label",
          ("false_positive", "confirmed_leak")),
+        ("reconciled", "Held messages that left the hold queue outside mailwarden (released "
+         "or deleted with the MTA's own tools), as found by reconciliation", "state",
+         ("released_externally", "gone")),
     ):
         family = CounterMetricFamily(f"mailwarden_quarantine_{name}", text, labels=[label])
         for value in values:

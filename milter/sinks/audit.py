@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailwarden.explain import contributions
 from mailwarden.message import Message, domain_of
 from mailwarden.metrics import ANOMALY_TYPE, Metrics, ModelInfo, anomaly_reasons
 from mailwarden.options import Options
@@ -128,6 +129,8 @@ def audit_record(message: Message, decision: Decision, sender: str | None,
         "action": decision.action.value, "score": round(decision.score, 4),
         "scores": {k: round(v, 4) for k, v in sorted(decision.scores.items())},
         "findings": finding_rows(decision.findings),
+        # What the total is made of, per detector (scores add up across detectors).
+        "contributions": contributions(decision.findings),
         "sender_domain": domain_of(env.mail_from),
         "authenticated": bool(env.auth_user),
         "recipients": len(env.recipients),
