@@ -68,10 +68,13 @@ class Engine:
             [(d.name, d.detector.describe()) for d in self.detectors],
             [(off.name, "unavailable" if off.configured else "disabled") for off in self.disabled],
         )
+        # Loud: mail is now scored without it. Once per daemon: pre-fork workers build the same
+        # engine, and worker 0 speaks for all of them.
+        level = logging.ERROR if self.config.worker_index == 0 else logging.DEBUG
         for off in self.disabled:
-            if off.configured:  # loud: mail is now scored without it
-                log.error("detector %s LOST: enabled in the configuration but unavailable, "
-                          "running without it: %s", off.name, off.reason)
+            if off.configured:
+                log.log(level, "detector %s LOST: enabled in the configuration but unavailable, "
+                        "running without it: %s", off.name, off.reason)
 
     def direction(self, auth_user: str | None, client_addr: str | None) -> Direction:
         """Outbound when authenticated, from an internal network, or submitted locally."""

@@ -144,7 +144,7 @@ def test_the_unit_runs_with_its_sandbox(container: Container) -> None:
     assert "Traceback" not in journal and "LOST" not in journal, journal
     check = container.run("mailwarden", "check").stdout  # as root, the daemon running
     assert "config: /etc/mailwarden/mailwarden.toml" in check
-    assert "reader_docx=missing" in check  # installed without Recommends: reported, not fatal
+    assert "reader_docx=yes" in check  # the document readers are dependencies now
     assert "UNAVAILABLE" not in check, check
     timer = container.run("systemctl", "is-enabled", "mailwarden-quarantine-expire.timer")
     assert timer.stdout.strip() == "enabled"

@@ -152,11 +152,11 @@ def test_start_and_stop_lines_are_logged_once_not_per_worker(tmp_path: Path) -> 
     milter = PreforkMilter(write_config(root, extra=extra), root / "mw.sock")
     try:
         milter.start()
-        wait_for(lambda: "detector content disabled" in milter.log())
+        wait_for(lambda: "detector content LOST" in milter.log())
         time.sleep(1.0)  # both workers have built their engines (start() waited for both)
         assert milter.stop() == 0
         log = milter.log()
-        assert log.count("detector content disabled") == 1, log
+        assert log.count("detector content LOST") == 1, log
         assert log.count("stopping: no new connections") == 1, log
     finally:
         milter.kill()

@@ -32,7 +32,9 @@ PROM_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "mailwarden.json"
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m",
              "$instance": ".*", "${instance}": ".*"}
-CLEAN, HELD, REFUSED, BURST = 8, 3, 2, 6
+# A new sender is compared with the organisation's new senders, so its blast must be large to
+# stand out: about 30 messages to 8 new domains each engage a sender hold (issue 15).
+CLEAN, HELD, REFUSED, BURST = 8, 3, 2, 36
 
 
 def promtool(*args: str) -> str:
@@ -200,8 +202,9 @@ def assert_metrics_moved(milter: MilterProcess, before: dict[str, float]) -> Non
     assert total(milter, "mailwarden_scan_duration_seconds_count") - before["stages"] == 5 * sent
     assert total(milter, "mailwarden_audit_records_total", result="written") == sent
     assert total(milter, "mailwarden_sending_anomaly_score_count") == sent
-    assert total(milter, "mailwarden_findings_total", type="sending_anomaly") >= BURST - 2
-    assert total(milter, "mailwarden_sending_anomalies_total") >= BURST - 2
+    assert total(milter, "mailwarden_findings_total", type="sending_anomaly") >= 1
+    assert total(milter, "mailwarden_findings_total", type="sender_hold") >= 1
+    assert total(milter, "mailwarden_sending_anomalies_total") >= 1
     assert total(milter, "mailwarden_senders_anomalous", detector="sending") == 1
     assert total(milter, "mailwarden_state_store_up", detector="sending") == 1
     assert total(milter, "mailwarden_milter_callback_errors_total") == 0
