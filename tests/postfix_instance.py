@@ -90,6 +90,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0,
+                   what: str = "") -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port``; fail if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, f"exited {proc.returncode}: {what}"
+            assert time.monotonic() < deadline, f"not listening on {port}: {what}"
+            time.sleep(0.1)
+
+
 class PostfixInstance:
     def __init__(self, milter: str | None, extra_main_cf: str = ""):
         self.root = public_tmpdir("mw-postfix-")

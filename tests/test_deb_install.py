@@ -15,10 +15,10 @@ import json
 import random
 import shlex
 import smtplib
-import socket
 import subprocess
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from smtp_sink import SmtpSink
 from test_deb import built_deb  # noqa: F401  (session fixture: `make deb` once)
 
 from conftest import REPO
-from postfix_instance import free_port
+from postfix_instance import free_port, wait_listening
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 CONF = "/etc/mailwarden/mailwarden.toml"
@@ -248,14 +248,7 @@ def dummy_milter(root: DebianRoot) -> Iterator[int]:
                              "/root/bench/dummy_milter.py", "--socket", f"inet:{port}@127.0.0.1",
                              "--cpu-ms", "0", "--verdict", "addheader"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+    wait_listening(port, proc)
     yield port
     proc.terminate()
     proc.wait(timeout=10)
@@ -465,6 +458,44 @@ def test_enforce_refusal_names_its_contributions(root: DebianRoot, daemon: Daemo
               and "contributions " in line]
     assert logged and "verdict=reject" in logged[0] and "leak=" in logged[0], \
         daemon.log()[-2000:]
+
+
+WEB_UNITS = ("mailwarden-web.service", "mailwarden-web-helper.socket",
+             "mailwarden-web-helper.service")
+
+
+def test_review_interface_installed_disabled_and_serving(root: DebianRoot) -> None:
+    """The package ships the review interface's units without enabling them, and the installed
+    `mailwarden web` serves its login form on loopback as the daemon's user."""
+    for unit in WEB_UNITS:
+        assert root.file(f"/lib/systemd/system/{unit}").is_file(), unit
+    enabled = [p.name for p in root.file("/etc/systemd/system").rglob("mailwarden-web*")]
+    assert enabled == []  # never enabled or started by the package
+    root.run("mailwarden", "user", "add", "rita", "--role", "reviewer",
+             input_data="a long enough passphrase\n")
+    assert "rita" in root.run("mailwarden", "user", "list").stdout
+    port = free_port()
+    log = root.path.parent / "web.log"
+    proc = subprocess.Popen(["chroot", str(root.path), "runuser", "-u", "mailwarden", "--",
+                             "/usr/bin/mailwarden", "web", "--config", CONF, "--listen",
+                             f"127.0.0.1:{port}"], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as r:
+                    page, headers = r.read().decode(), r.headers
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        assert 'type="password"' in page and "csrf_token" in page
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_purge_leaves_nothing_behind(root: DebianRoot, daemon: Daemon, smtp_port: int) -> None:

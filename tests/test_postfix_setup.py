@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from mailwarden.mta.postfix_setup import milter_address, postfix_address, split_
 
 from conftest import REPO, message_bytes, write_config
 from milter_process import MilterProcess
-from postfix_instance import PostfixInstance, free_port, public_tmpdir
+from postfix_instance import PostfixInstance, free_port, public_tmpdir, wait_listening
 
 HEADER_CHECKS = REPO / "deploy/postfix/smtp_header_checks"
 OURS = "unix:/mailwarden/mailwarden.sock"
@@ -129,14 +128,7 @@ def dummy_milter() -> Iterator[int]:
     proc = subprocess.Popen([sys.executable, str(REPO / "bench/dummy_milter.py"), "--socket",
                              f"inet:{port}@127.0.0.1", "--cpu-ms", "0", "--verdict", "addheader"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    wait_listening(port, proc)
     yield port
     proc.terminate()
     proc.wait(timeout=10)

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import REPO, message_bytes, write_config
 from milter_process import MilterProcess
-from postfix_instance import PostfixInstance, free_port, public_tmpdir
+from postfix_instance import PostfixInstance, free_port, public_tmpdir, wait_listening
 
 pytestmark = pytest.mark.postfix
 ADMIN = "security@sink.test"  # the notifier's admin: delivered into the sink's Maildir
@@ -51,18 +51,7 @@ def mailwarden(config: Path, *args: str, stdin: str = "") -> subprocess.Complete
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"web did not listen: {log.read_text()}")
+    wait_listening(port, proc, what=f"web: {log}")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ FORMAT = "mailwarden-sending/1"
 MANIFEST = "manifest.json"
 
 
-class PortableModel(Protocol):
+class AnomalyModel(Protocol):
     kind: str
 
     def raw(self, xs: Array) -> Array:
@@ -167,7 +167,7 @@ class PortableAutoencoder:
         return out
 
 
-def _from_arrays(kind: str, a: dict[str, Array]) -> PortableModel:
+def _from_arrays(kind: str, a: dict[str, Array]) -> AnomalyModel:
     if kind == "isolation_forest":
         return PortableForest(a["feature"], a["threshold"], a["left"], a["right"],
                               a["leaf_depth"], a["roots"], int(a["depth"]),
@@ -226,7 +226,7 @@ class Scorer:
     kind: str
     mean: Array
     scale: Array
-    model: PortableModel
+    model: AnomalyModel
     calibration: Calibration
     upper: Array | None = None
     guard: float = 1.0

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from mailwarden.detectors.sending.anomaly_models import (
+    AnomalyModel,
     Array,
     Calibration,
     PortableAutoencoder,
     PortableForest,
     PortableLOF,
-    PortableModel,
     PortableOCSVM,
     Scorer,
     average_path_length,
@@ -109,7 +109,7 @@ def fit_autoencoder(xs: Array, seed: int) -> tuple[Any, PortableAutoencoder]:
     return est, PortableAutoencoder(list(est.coefs_), list(est.intercepts_), "tanh")
 
 
-FITTERS: dict[str, Callable[[Array, int], tuple[Any, PortableModel]]] = {
+FITTERS: dict[str, Callable[[Array, int], tuple[Any, AnomalyModel]]] = {
     "isolation_forest": fit_forest, "ocsvm": fit_ocsvm, "lof": fit_lof,
            "autoencoder": fit_autoencoder}
 
