@@ -70,6 +70,10 @@ class HoldRegistry(Protocol):
 
     def events(self, key: str) -> list[HoldEvent]: ...
 
+    def note(self, event: HoldEvent) -> None:
+        """An audit row with no change of state (a reviewer decided to keep holding)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -110,6 +114,10 @@ class MemoryHolds:
     def events(self, key: str) -> list[HoldEvent]:
         with self._lock:
             return [e for e in self._events if e.key == key]
+
+    def note(self, event: HoldEvent) -> None:
+        with self._lock:
+            self._events.append(event)
 
     def close(self) -> None:
         return None
@@ -187,6 +195,10 @@ class SqliteHolds:
                          " WHERE key = ? ORDER BY at", (key,))
         return [HoldEvent(*row) for row in rows]
 
+    def note(self, event: HoldEvent) -> None:
+        self._run("INSERT INTO sender_hold_events VALUES (?, ?, ?, ?, ?, ?)",
+                  (event.at, event.key, event.label, event.event, event.actor, event.detail))
+
     def close(self) -> None:
         return None
 
@@ -243,6 +255,9 @@ class RedisHolds:
     def events(self, key: str) -> list[HoldEvent]:
         rows = [HoldEvent(**json.loads(v)) for v in self._call("lrange", self._log, 0, -1)]
         return sorted((e for e in rows if e.key == key), key=lambda e: e.at)
+
+    def note(self, event: HoldEvent) -> None:
+        self._event(event)
 
     def close(self) -> None:
         try:

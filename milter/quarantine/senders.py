@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mailwarden.config import Config
 from mailwarden.detectors.base import DetectorContext
 from mailwarden.detectors.sending.baseline import (
     TRUST_DAYS,
@@ -72,9 +73,17 @@ def add_parser(subparsers: Any) -> None:
 def opened(args: argparse.Namespace) -> Iterator[Opened]:
     from mailwarden.cli import config_path
     from mailwarden.config import load_config
+
+    with open_sending(load_config(config_path(args))) as ctx:
+        yield ctx
+
+
+@contextmanager
+def open_sending(config: Config) -> Iterator[Opened]:
+    """The sending detector's state store and hold registry, as the daemon opens them (the
+    CLI here and the review interface's sender incidents)."""
     from mailwarden.detectors.sending.settings import open_holds, open_store, read_settings
 
-    config = load_config(config_path(args))
     section = next((d for d in config.detectors if d.name == "sending"), None)
     if section is None:
         raise ConfigError("detectors.sending", "the sending detector is not configured")
@@ -178,13 +187,20 @@ def _set_hold(store: StateStore, key: str, at: float, hold: bool) -> bool:
     return store.transact(key, change)
 
 
+def clear_hold(ctx: Opened, key: str, reviewer: str, reason: str) -> bool:
+    """Clear a sender hold (registry, audit event and the profile's flag); False if not held."""
+    now = time.time()
+    listed = ctx.holds.remove(key, now, reviewer, reason)
+    flagged = ctx.store.get(key) is not None and _set_hold(ctx.store, key, now, hold=False)
+    return listed or flagged
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
-    key, now = key_of(args.sender), time.time()
+    key = key_of(args.sender)
     reviewer = args.reviewer or getpass.getuser()
     with opened(args) as ctx:
-        listed = ctx.holds.remove(key, now, reviewer, args.reason)
-        flagged = ctx.store.get(key) is not None and _set_hold(ctx.store, key, now, hold=False)
-    if not (listed or flagged):
+        cleared = clear_hold(ctx, key, reviewer, args.reason)
+    if not cleared:
         print(f"mailwarden: {_label(args.sender, key)} is not held", file=sys.stderr)
         return 1
     print(f"cleared {_label(args.sender, key)}: new mail from this sender is scored again")

@@ -29,7 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailwarden.config import Config
 from mailwarden.quarantine.sink import read_settings
-from mailwarden.web import views, views_links, views_more
+from mailwarden.web import incidents, views, views_links, views_more
 from mailwarden.web.accounts import Accounts
 from mailwarden.web.backend import Backend
 from mailwarden.web.context import ext
@@ -59,7 +59,7 @@ def create_app(config: Config, backend: Backend, accounts: Accounts, key: bytes)
         mw_accounts=accounts, mw_key=key,
         mw_sessions=Sessions(accounts, web.idle_timeout_seconds, web.session_max_seconds),
         mw_limiter=LoginLimiter(web.login_attempts, web.login_window_seconds))
-    for blueprint in (auth, views.bp, views_links.bp, views_more.bp):
+    for blueprint in (auth, views.bp, views_links.bp, views_more.bp, incidents.bp):
         app.register_blueprint(blueprint)
     app.after_request(security_headers)
     app.before_request(_cross_site_refused)
