@@ -183,6 +183,20 @@ class PostfixInstance:
     def held(self) -> list[dict[str, object]]:
         return [q for q in self.queue() if q.get("queue_name") == "hold"]
 
+    def held_with_subject(self, subject: str, timeout: float = 20.0) -> str | None:
+        """Queue ID of the held message with this subject (read with postcat, as root), or
+        None when none is held within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.held():
+                qid = str(entry["queue_id"])
+                head = subprocess.run(["postcat", "-c", str(self.etc), "-q", "-h", qid],
+                                      capture_output=True, text=True, check=False).stdout
+                if f"Subject: {subject}\n" in head:
+                    return qid
+            time.sleep(0.1)
+        return None
+
     def delivered(self) -> list[bytes]:
         files = sorted((self.maildir / "new").iterdir())
         return [f.read_bytes() for f in files]

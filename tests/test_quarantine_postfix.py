@@ -77,15 +77,9 @@ def send(stack: Stack, subject: str, sender: str = "alice@mailwarden.test",
 
 def held_id(stack: Stack, subject: str, timeout: float = 20.0) -> str:
     """Queue ID of the held message with this subject (read with postcat, as root)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in stack.postfix.held():
-            qid = str(entry["queue_id"])
-            head = subprocess.run(["postcat", "-c", str(stack.postfix.etc), "-q", "-h", qid],
-                                  capture_output=True, text=True, check=False).stdout
-            if f"Subject: {subject}\n" in head:
-                return qid
-        time.sleep(0.1)
+    qid = stack.postfix.held_with_subject(subject, timeout)
+    if qid is not None:
+        return qid
     raise AssertionError(f"{subject} not held; queue {stack.postfix.queue()}; "
                          f"milter log {stack.milter.log()[-2000:]}")
 

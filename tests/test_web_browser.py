@@ -115,15 +115,9 @@ def send(stack: Stack, subject: str) -> str:
                          marker="quarantine", sender="alice@mailwarden.test", to="bob@sink.test")
     with smtplib.SMTP("127.0.0.1", stack.postfix.port, timeout=30) as smtp:
         smtp.sendmail("alice@mailwarden.test", ["bob@sink.test"], data)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for entry in stack.postfix.held():
-            qid = str(entry["queue_id"])
-            head = subprocess.run(["postcat", "-c", str(stack.postfix.etc), "-q", "-h", qid],
-                                  capture_output=True, text=True, check=False).stdout
-            if f"Subject: {subject}\n" in head:
-                return qid
-        time.sleep(0.1)
+    qid = stack.postfix.held_with_subject(subject)
+    if qid is not None:
+        return qid
     raise AssertionError(f"{subject} not held: {stack.milter.log()[-2000:]}")
 
 

@@ -55,7 +55,7 @@ def activity_chart(times: list[float], usual_peak: float) -> str:
     for at in times:
         cells[int((at - start) // 3600)] += 1
     top = max(*cells, usual_peak, 1.0)
-    plot_h, width = H - BOTTOM - 8, (W - LEFT - 8) / len(cells)
+    plot_h, width = H - BOTTOM - 8, min((W - LEFT - 8) / len(cells), 40.0)  # few hours: narrow
     parts = [f'<svg class="chart" id="activity" viewBox="0 0 {W} {H}" role="img" '
              'aria-label="held messages per hour against the usual peak">']
     for i, count in enumerate(cells):
